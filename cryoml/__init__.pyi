@@ -1,0 +1,5 @@
+from . import io as io
+from . import metrics as metrics
+from . import preprocess as preprocess
+from ._errors import CryomlError as CryomlError
+from ._errors import CryomlWarning as CryomlWarning

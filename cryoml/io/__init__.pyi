@@ -1,0 +1,13 @@
+from ._atomic import atomic_path as atomic_path
+from ._atomic import check_writable as check_writable
+from ._coordinates import Particles as Particles
+from ._coordinates import check_boxes_inside as check_boxes_inside
+from ._coordinates import read_coordinates as read_coordinates
+from ._coordinates import write_coordinates as write_coordinates
+from ._image import Image as Image
+from ._image import check_voxel_size_match as check_voxel_size_match
+from ._mrc import read_mrc as read_mrc
+from ._mrc import write_mrc as write_mrc
+from ._read import IMAGE_SUFFIXES as IMAGE_SUFFIXES
+from ._read import read_image as read_image
+from ._tiff import read_tiff as read_tiff
