@@ -1,4 +1,5 @@
 from . import batch as batch
+from . import distribute as distribute
 from . import io as io
 from . import metrics as metrics
 from . import outofcore as outofcore

@@ -1,0 +1,67 @@
+"""Data-parallel training on four virtual CPU devices matches training on one device."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = r"""
+import json, numpy as np, keras
+from cryoml.distribute import data_parallel, list_devices
+
+def train(parallel):
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8, 8, 1)).astype("float32")
+    y = (x.mean(axis=(1, 2, 3)) > 0).astype("float32")
+    def build():
+        inputs = keras.Input((8, 8, 1))
+        hidden = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+        outputs = keras.layers.Dense(1)(keras.layers.Flatten()(hidden))
+        model = keras.Model(inputs, outputs)
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+        return model
+    if parallel:
+        with data_parallel() as n:
+            model = build()
+            history = model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
+    else:
+        n = 1
+        model = build()
+        history = model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
+    return n, history.history["loss"], [w.tolist() for w in model.get_weights()]
+
+n, loss_parallel, weights_parallel = train(True)
+_, loss_single, weights_single = train(False)
+print(json.dumps({"devices": len(list_devices("cpu")), "n": n, "loss_parallel": loss_parallel,
+                  "loss_single": loss_single,
+                  "max_weight_difference": max(float(np.max(np.abs(np.array(a) - np.array(b))))
+                                               for a, b in zip(weights_parallel, weights_single))}))
+"""
+
+
+@pytest.mark.slow
+def test_data_parallel_over_four_virtual_devices_matches_one_device():
+    pytest.importorskip("jax", reason="keras.distribution needs JAX (pip install jax)")
+    env = dict(os.environ, KERAS_BACKEND="jax",
+               XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["devices"] == 4 and figures["n"] == 4
+    assert figures["loss_parallel"][-1] < figures["loss_parallel"][0]
+    assert figures["max_weight_difference"] < 1e-4
+
+
+def test_data_parallel_refuses_a_backend_keras_cannot_distribute():
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() == "jax":
+        pytest.skip("this process runs JAX")
+    from cryoml import CryomlError
+    from cryoml.distribute import data_parallel
+
+    with pytest.raises(CryomlError, match="JAX backend"), data_parallel():
+        pass
