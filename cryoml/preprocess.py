@@ -32,6 +32,7 @@ __all__ = [
     "clamp",
     "normalize",
     "preprocess",
+    "preprocess_file",
 ]
 
 _BIN_METHODS = ("fourier", "mean")
@@ -313,3 +314,20 @@ def preprocess(
         clamp_sd=clamp_sd,
     )
     return array.astype(np.float32, copy=False), record
+
+
+def preprocess_file(
+    input_path: str | os.PathLike, output_path: str | os.PathLike, **options: Any
+) -> dict[str, Any]:
+    """Preprocess one MRC/TIFF file into ``output_path`` (MRC); a task for :mod:`cryoml.batch`.
+
+    ``options`` are those of :func:`preprocess`. The record is returned, not written beside
+    the output, so the batch runner's atomic rename covers the only file written.
+    """
+    from cryoml import io
+
+    image = io.read_image(input_path)
+    options.setdefault("voxel_size", image.voxel_size)
+    data, record = preprocess(image.data, **options)
+    io.write_mrc(output_path, data, voxel_size=record.voxel_size, overwrite=True)
+    return record.to_dict()
