@@ -4,5 +4,6 @@ from . import io as io
 from . import metrics as metrics
 from . import outofcore as outofcore
 from . import preprocess as preprocess
+from . import simulate as simulate
 from ._errors import CryomlError as CryomlError
 from ._errors import CryomlWarning as CryomlWarning

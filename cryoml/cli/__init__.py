@@ -21,6 +21,7 @@ __all__ = ["build_parser", "main"]
 SUBCOMMANDS = [
     "info",
     "preprocess",
+    "simulate",
     "demo",
 ]
 

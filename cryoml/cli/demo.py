@@ -20,6 +20,7 @@ from pathlib import Path
 # (name, module that defines run_demo(out_dir, *, quick) -> dict)
 WORKFLOWS = [
     ("io", "cryoml.cli.demo"),
+    ("simulate", "cryoml.simulate._demo"),
 ]
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from cryoml import CryomlError
+from cryoml.simulate import project_slab, reconstruct_wbp, simulate_cell_tomogram, tilt_angles
+
+
+@pytest.fixture(scope="module")
+def cell():
+    # E. coli-like crowding, so that the tiny test volume holds a few ribosomes.
+    return simulate_cell_tomogram((32, 96, 96), voxel_size=10.0, snr=0.1, random_state=0,
+                                  ribosome_density=40000.0)
+
+
+def test_cell_tomogram_has_volume_labels_and_particles(cell):
+    assert cell.tomogram.shape == (32, 96, 96)
+    assert cell.tomogram.voxel_size == 10.0
+    assert cell.tomogram.data.dtype == np.float32
+    for name in ("membrane", "microtubule", "ribosome", "carbon"):
+        assert cell.labels[name].dtype == bool and cell.labels[name].shape == (32, 96, 96)
+        assert cell.labels[name].any(), name
+    assert len(cell.particles) == len(cell.rotations) >= 1
+    assert cell.particles.ndim == 3
+    assert set(cell.particles.class_names.values()) >= {cell.params["ribosome"]}
+
+
+def test_membrane_label_covers_the_dense_bilayer(cell):
+    membrane = cell.labels["membrane"] & ~cell.labels["carbon"]
+    others = ~membrane & ~cell.labels["carbon"] & ~cell.labels["gold"]
+    assert cell.clean[membrane].mean() > 3 * cell.clean[others].mean()
+
+
+def test_particle_centres_lie_on_their_labelled_density(cell):
+    ribosome = cell.labels["ribosome"] | cell.labels["complex"]
+    centres = np.rint(cell.particles.centres).astype(int)
+    near = [
+        ribosome[max(z - 2, 0) : z + 3, max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3].any()
+        for z, y, x in centres
+    ]
+    assert np.mean(near) == 1.0
+
+
+def test_integer_label_volume_names_every_feature(cell):
+    volume, names = cell.label_volume()
+    assert volume.dtype == np.uint8
+    assert names[0] == "carbon"
+    assert set(np.unique(volume)) <= set(range(len(names) + 1))
+
+
+def test_same_seed_gives_the_same_tomogram():
+    a = simulate_cell_tomogram((16, 48, 48), random_state=5, snr=0.5)
+    b = simulate_cell_tomogram((16, 48, 48), random_state=5, snr=0.5)
+    assert np.array_equal(a.tomogram.data, b.tomogram.data)
+
+
+def test_slab_wbp_recovers_a_bead_where_it_was():
+    volume = np.zeros((24, 8, 64), np.float32)
+    volume[12, :, 40] = 1.0
+    angles = tilt_angles(60, 2)
+    recon = reconstruct_wbp(project_slab(volume, angles), angles, thickness=24)
+    z, x = np.unravel_index(np.argmax(recon[:, 4]), (24, 64))
+    assert (z, x) == (12, 40)
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(CryomlError, match="shape"):
+        simulate_cell_tomogram((8, 64))
