@@ -11,7 +11,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 	&& { command -v $$p; break; }; done)
 
-.PHONY: demo test lab bench lint browser-deps clean
+.PHONY: demo test lab bench lint browser-deps notebooks clean
 
 $(PY):
 	@test -n "$(PYTHON)" || { echo "cryoml needs Python >= 3.11 (python3.11 or newer on PATH)"; exit 1; }
@@ -24,9 +24,19 @@ $(STAMP): pyproject.toml | $(PY)
 
 demo: $(STAMP)
 	$(VENV)/bin/cryoml demo --out outputs/demo
+	$(PY) -c "from cryoml.widgets import execute_notebooks; execute_notebooks('outputs/notebooks', quick=True)"
 
 test: $(STAMP)
+	@bash tools/install-browser.sh >/dev/null 2>&1 || echo "Chromium could not be installed: the browser test will be skipped"
 	$(PY) -m pytest -q
+
+# Debian's Chromium for the real-browser test (needs root or sudo).
+browser-deps:
+	bash tools/install-browser.sh
+
+# Rebuild the .ipynb notebooks from their percent-format .py sources.
+notebooks: $(STAMP)
+	$(PY) notebooks/build.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cryoml tests benchmarks

@@ -5,5 +5,6 @@ from . import metrics as metrics
 from . import outofcore as outofcore
 from . import preprocess as preprocess
 from . import simulate as simulate
+from . import widgets as widgets
 from ._errors import CryomlError as CryomlError
 from ._errors import CryomlWarning as CryomlWarning

@@ -84,3 +84,15 @@ def test_mrc_voxel_size_survives_a_plain_mrcfile_reader(tmp_path):
     io.write_mrc(tmp_path / "a.mrc", np.zeros((2, 4, 4), np.float32), voxel_size=9.2)
     with mrcfile.open(tmp_path / "a.mrc") as handle:
         assert float(handle.voxel_size.x) == pytest.approx(9.2, rel=1e-6)
+
+
+def test_written_files_get_ordinary_permissions_not_private_ones(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        path = io.write_mrc(tmp_path / "p.mrc", np.zeros((4, 4), np.float32), voxel_size=1.0)
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -1,0 +1,199 @@
+"""Running the step-through notebooks: backend choice inside them, headless execution outside.
+
+Each notebook in ``notebooks/`` has a cell tagged ``parameters`` (``QUICK = True``,
+``OUT = Path(...)``, with ``Path`` imported before). :func:`execute_notebooks` runs every
+notebook top to bottom with nbclient, injecting a cell after the parameters cell (as
+papermill does) that sets ``QUICK`` and ``OUT``, and writes the executed notebooks, with
+their figures, to an output folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from cryoml._errors import CryomlError
+
+__all__ = ["execute_notebooks", "find_notebooks", "is_quick", "setup_notebook"]
+
+logger = logging.getLogger(__name__)
+
+_HEADLESS = "CRYOML_NOTEBOOK_HEADLESS"
+
+
+def is_quick(default: bool = True) -> bool:
+    """``$CRYOML_QUICK`` as a bool (``1/true/yes`` or ``0/false/no``); ``default`` if unset."""
+    value = os.environ.get("CRYOML_QUICK", "").strip().lower()
+    if not value:
+        return bool(default)
+    return value in ("1", "true", "yes", "on")
+
+
+def setup_notebook(*, interactive: bool | None = None) -> str:
+    """Choose the matplotlib backend for the widgets inside a notebook.
+
+    Live widgets need ipympl (``%matplotlib widget``). When the notebook runs headless
+    (``$CRYOML_NOTEBOOK_HEADLESS`` set, as :func:`execute_notebooks` does) the ``inline``
+    backend is used, so that figures are stored in the executed notebook.
+
+    Returns
+    -------
+    str
+        ``"widget"``, ``"inline"`` or ``"none"`` (not inside IPython).
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipykernel
+        return "none"
+    shell = get_ipython()
+    if shell is None:
+        return "none"
+    if interactive is None:
+        interactive = not os.environ.get(_HEADLESS)
+    backend = "widget" if interactive else "inline"
+    if interactive:
+        try:
+            import ipympl  # noqa: F401
+        except ImportError:
+            logger.warning("ipympl is missing (pip install ipympl); figures will be static")
+            backend = "inline"
+    shell.run_line_magic("matplotlib", backend)
+    return backend
+
+
+def find_notebooks(folder: str | os.PathLike | None = None) -> list[Path]:
+    """The step-through notebooks (``NN_name.ipynb``), in order.
+
+    ``folder`` defaults to ``notebooks/`` in the project root.
+    """
+    if folder is None:
+        from cryoml._testing import project_root
+
+        folder = project_root() / "notebooks"
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CryomlError(f"{folder}: no notebooks folder here. Pass the folder that holds them.")
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _inject(notebook: Any, parameters: dict[str, str]) -> None:
+    """Insert ``name = expression`` lines after the cell tagged ``parameters``."""
+    import nbformat
+
+    source = "# Parameters injected by cryoml.widgets.execute_notebooks\n" + "\n".join(
+        f"{name} = {value}" for name, value in parameters.items()
+    )
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    cell.id = "injected-parameters"
+    position = next(
+        (i + 1 for i, c in enumerate(notebook.cells)
+         if "parameters" in c.get("metadata", {}).get("tags", [])),
+        0,
+    )
+    notebook.cells.insert(position, cell)
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) used by finished child processes (the kernels)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return float("nan")
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def execute_notebooks(
+    out_dir: str | os.PathLike,
+    *,
+    notebooks: list[str | os.PathLike] | None = None,
+    quick: bool = True,
+    timeout: float = 240.0,
+    raise_on_error: bool = True,
+    kernel_name: str = "python3",
+) -> dict[str, dict[str, Any]]:
+    """Execute notebooks headless and write them, with outputs, to ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : str or path-like
+        Receives ``<name>.ipynb`` (executed) and ``<name>/`` (files the notebook writes;
+        emptied before each run).
+    notebooks : list of paths, optional
+        Default: :func:`find_notebooks`.
+    quick : bool, default True
+        Value injected as ``QUICK``.
+    timeout : float, default 240
+        Seconds allowed per cell.
+    raise_on_error : bool, default True
+        Raise after running all notebooks if any failed.
+    kernel_name : str, default "python3"
+
+    Returns
+    -------
+    dict
+        Per notebook name: ``seconds`` (wall clock), ``cpu_seconds`` (the kernel's CPU time,
+        a load-independent measure), ``ok``, ``path`` (executed notebook), ``error``.
+
+    Raises
+    ------
+    CryomlError
+        Naming the notebooks that failed and the first error of each (``raise_on_error``).
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    from cryoml.io import atomic_path
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [Path(p) for p in notebooks] if notebooks is not None else find_notebooks()
+    if not paths:
+        raise CryomlError("no notebooks to execute (expected NN_name.ipynb files).")
+    env = dict(os.environ)
+    env.update({_HEADLESS: "1", "CRYOML_QUICK": "1" if quick else "0", "MPLBACKEND": "agg"})
+    env.setdefault("OMP_NUM_THREADS", "2")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    results: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        name = path.stem
+        work = out_dir / name
+        if work.is_dir():  # a fresh run: no annotations resumed from the last one
+            shutil.rmtree(work)
+        work.mkdir()
+        notebook = nbformat.read(path, as_version=4)
+        _inject(notebook, {"QUICK": repr(bool(quick)), "OUT": f"Path({str(work.resolve())!r})"})
+        client = NotebookClient(
+            notebook, timeout=timeout, kernel_name=kernel_name,
+            resources={"metadata": {"path": str(path.parent.resolve())}},
+        )
+        start = time.perf_counter()
+        cpu_start = _children_cpu()
+        error = None
+        try:
+            client.execute(env=env)
+        except (CellExecutionError, CellTimeoutError) as failure:
+            error = str(failure).strip().splitlines()[-1] if str(failure).strip() else repr(failure)
+        except Exception as failure:  # kernel died, etc.: still record and go on
+            error = f"{type(failure).__name__}: {failure}"
+        seconds = time.perf_counter() - start
+        cpu_seconds = _children_cpu() - cpu_start
+        target = out_dir / path.name
+        with atomic_path(target, overwrite=True) as tmp:
+            nbformat.write(notebook, tmp)
+        target.chmod(0o644)  # temporary files are private; the result is not
+        results[name] = {"seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
+                         "ok": error is None, "path": target, "error": error}
+        logger.info("%s: %s in %.1f s", name, "ok" if error is None else "FAILED", seconds)
+    failed = {k: v["error"] for k, v in results.items() if not v["ok"]}
+    if failed and raise_on_error:
+        raise CryomlError(
+            "notebooks failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items())
+            + f". The executed notebooks in {out_dir} show where."
+        )
+    return results

@@ -1,0 +1,288 @@
+"""A real browser: JupyterLab + headless Chromium run 00_quickstart and drive its SliceViewer.
+
+Chromium is driven over the Chrome DevTools Protocol with ``websocket-client`` (no selenium or
+playwright needed). Install the browser with ``make browser-deps`` (``tools/install-browser.sh``:
+Debian's ``chromium``); the test is skipped, saying why, where Chromium is absent.
+The screenshot is written to ``outputs/browser/jupyterlab_00_quickstart.png``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "notebooks" / "00_quickstart.ipynb"
+SCREENSHOT = ROOT / "outputs" / "browser" / "jupyterlab_00_quickstart.png"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _chromium() -> str | None:
+    for name in (os.environ.get("CRYOML_CHROMIUM", ""), "chromium", "chromium-browser"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client over one page's websocket."""
+
+    def __init__(self, websocket_url: str) -> None:
+        import websocket
+
+        self.socket = websocket.create_connection(websocket_url, timeout=60)
+        self.next_id = 0
+
+    def call(self, method: str, **params):
+        self.next_id += 1
+        self.socket.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.socket.recv())
+            if message.get("id") == self.next_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+
+    def js(self, expression: str):
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True,
+                           awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"JS error in {expression[:80]!r}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """JupyterLab on 127.0.0.1 with a token, serving a copy of 00_quickstart."""
+    pytest.importorskip("jupyterlab")
+    pytest.importorskip("ipympl")
+    if not NOTEBOOK.exists():
+        pytest.skip(f"{NOTEBOOK} is missing; run notebooks/build.py")
+    root = tmp_path / "lab" / "notebooks"
+    root.mkdir(parents=True)
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    config = tmp_path / "jupyter_config"
+    (config / "labconfig").mkdir(parents=True)
+    (config / "labconfig" / "page_config.json").write_text(json.dumps(
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    token = secrets.token_hex(16)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "CRYOML_NOTEBOOK_HEADLESS"}
+    env.update(JUPYTER_CONFIG_DIR=str(config), OMP_NUM_THREADS="2", MPLBACKEND="agg",
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
+    log = open(tmp_path / "jupyterlab.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=",
+         *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+
+    def ready():
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2
+            ) as reply:
+                return reply.status == 200
+        except OSError:
+            if server.poll() is not None:
+                raise AssertionError(
+                    "JupyterLab exited: " + (tmp_path / "jupyterlab.log").read_text()[-2000:]
+                ) from None
+            return False
+
+    try:
+        _wait(ready, 90, "JupyterLab to start")
+        yield f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK.name}?token={token}&reset"
+    finally:
+        _stop(server)
+        log.close()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium with a fresh profile; yields a DevTools client of its page."""
+    executable = _chromium()
+    if executable is None:
+        pytest.skip("Chromium is not installed (run `make browser-deps`, i.e. "
+                    "tools/install-browser.sh, or set CRYOML_CHROMIUM)")
+    pytest.importorskip("websocket", reason="websocket-client is needed to drive Chromium")
+    profile = tmp_path / "chromium-profile"
+    process = subprocess.Popen(
+        [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+         "--window-size=1400,1300", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        port_file = profile / "DevToolsActivePort"
+        _wait(lambda: port_file.exists() and port_file.read_text().strip(), 60,
+              "Chromium's DevTools port")
+        port = int(port_file.read_text().split()[0])
+
+        def page():
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as r:
+                pages = [t for t in json.load(r) if t.get("type") == "page"]
+            return pages[0]["webSocketDebuggerUrl"] if pages else None
+
+        devtools = DevTools(_wait(page, 30, "a Chromium page"))
+        devtools.call("Page.enable")
+        devtools.call("Runtime.enable")
+        devtools.call("Emulation.setFocusEmulationEnabled", enabled=True)  # headless has no focus
+        yield devtools
+        devtools.close()
+    finally:
+        _stop(process)
+
+
+_PANEL = """var panel = () => window.jupyterapp
+  && Array.from(window.jupyterapp.shell.widgets('main'))
+    .find(w => w.sessionContext && w.content && w.content.model);"""
+
+_DIAGNOSE = _PANEL + """(() => {
+  const w = panel();
+  const c = w && w.sessionContext;
+  return JSON.stringify({url: location.href, widget: w && w.constructor.name,
+    display: c && c.kernelDisplayStatus, session: c && !!c.session,
+    kernel: c && c.session && c.session.kernel && c.session.kernel.status});
+})()"""
+
+_KERNEL_IDLE = _PANEL + """(() => {
+  const w = panel();
+  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  return k ? k.status : null;
+})()"""
+
+_CANVAS = """(() => {
+  const c = document.querySelector('.jupyter-matplotlib-canvas-div canvas');
+  return c && c.width > 50 ? c.toDataURL() : null;
+})()"""
+
+_SLIDER = """(() => {
+  const s = [...document.querySelectorAll('.widget-slider')]
+      .find(e => (e.querySelector('.widget-label') || {}).textContent === 'slice');
+  if (!s) return null;
+  s.scrollIntoView({block: 'center'});
+  const h = s.querySelector('.noUi-handle').getBoundingClientRect();
+  const r = s.querySelector('.widget-readout');
+  return {x: h.x + h.width / 2, y: h.y + h.height / 2, width: s.getBoundingClientRect().width,
+          value: r ? r.textContent.trim() : null};
+})()"""
+
+
+_ERRORS = _PANEL + """(() => {
+  const m = panel().content.model;
+  let n = 0;
+  for (let i = 0; i < m.cells.length; i++) {
+    const c = m.cells.get(i);
+    if (c.type !== 'code') continue;
+    for (let j = 0; j < c.outputs.length; j++) if (c.outputs.get(j).type === 'error') n++;
+  }
+  return n;
+})()"""
+
+
+def _drag(devtools: DevTools, x: float, y: float, dx: float) -> None:
+    mouse = "Input.dispatchMouseEvent"
+    devtools.call(mouse, type="mouseMoved", x=x, y=y)
+    devtools.call(mouse, type="mousePressed", x=x, y=y, button="left", clickCount=1)
+    for step in range(1, 6):
+        devtools.call(mouse, type="mouseMoved", x=x + dx * step / 5, y=y, button="left")
+    devtools.call(mouse, type="mouseReleased", x=x + dx, y=y, button="left", clickCount=1)
+
+
+def _screenshot(devtools: DevTools, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shot = devtools.call("Page.captureScreenshot", format="png")
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def test_quickstart_slice_viewer_works_in_jupyterlab(lab, browser):
+    try:
+        _drive(browser, lab)
+    except AssertionError as error:
+        _screenshot(browser, SCREENSHOT.with_name("jupyterlab_failure.png"))
+        state = browser.js(_DIAGNOSE)
+        raise AssertionError(f"{error}; page state: {state}") from None
+
+
+def _drive(devtools: DevTools, lab: str) -> None:
+    devtools.call("Page.navigate", url=lab)
+    _wait(lambda: devtools.js(_KERNEL_IDLE) == "idle", 120, "the notebook and its kernel")
+    devtools.js(_PANEL + "window.jupyterapp.shell.activateById(panel().id); "
+                "window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    time.sleep(2)
+    done = """(() => [...document.querySelectorAll('.jp-InputPrompt')]
+        .every(p => !p.textContent.includes('*')))()"""
+    _wait(lambda: devtools.js(_KERNEL_IDLE) == "idle" and devtools.js(done), 240,
+          "all cells to run")
+    errors = devtools.js(_ERRORS)
+    _wait(lambda: devtools.js(_SLIDER), 60, "the SliceViewer's slice slider")
+    time.sleep(1)  # after scrolling it into view
+    slider = devtools.js(_SLIDER)
+    assert slider["width"] > 100, f"slider not rendered visibly: {slider}"
+    before = _wait(lambda: devtools.js(_CANVAS), 60, "the ipympl canvas to draw")
+    time.sleep(2)  # let the last redraw (set_index in a later cell) arrive
+    before = devtools.js(_CANVAS)
+    _drag(devtools, slider["x"], slider["y"], -120)
+    after_slider = _wait(
+        lambda: (s := devtools.js(_SLIDER)) and s["value"] != slider["value"] and s, 30,
+        "the slider value to change")
+    changed = _wait(lambda: (c := devtools.js(_CANVAS)) and c != before and c, 60,
+                    "the image to change after moving the slider")
+    _wait(lambda: devtools.js(_KERNEL_IDLE) == "idle", 60, "the kernel to finish redrawing")
+    time.sleep(3)  # the last image message
+    _screenshot(devtools, SCREENSHOT)
+    assert changed != before
+    assert after_slider["value"] != slider["value"]
+    assert errors == 0, "the notebook printed errors in the browser"

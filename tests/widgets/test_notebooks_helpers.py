@@ -1,0 +1,57 @@
+"""Notebook helpers: QUICK switch, parameter injection, figures, missing ipywidgets."""
+
+from __future__ import annotations
+
+import sys
+
+import matplotlib
+import nbformat
+import numpy as np
+import pytest
+
+matplotlib.use("agg")
+
+from cryoml import CryomlError
+from cryoml.widgets import _notebooks, _views, is_quick, plot_comparison, plot_confusion
+
+
+def test_quick_switch_reads_the_environment(monkeypatch):
+    monkeypatch.delenv("CRYOML_QUICK", raising=False)
+    assert is_quick(default=True) is True
+    monkeypatch.setenv("CRYOML_QUICK", "0")
+    assert is_quick(default=True) is False
+    monkeypatch.setenv("CRYOML_QUICK", "yes")
+    assert is_quick(default=False) is True
+
+
+def test_parameters_are_injected_after_the_parameters_cell():
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import os"),
+        nbformat.v4.new_code_cell("QUICK = False", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print(QUICK)"),
+    ])
+    _notebooks._inject(notebook, {"QUICK": "True"})
+    assert notebook.cells[2].source.endswith("QUICK = True")
+    assert notebook.cells[2].metadata["tags"] == ["injected-parameters"]
+    nbformat.validate(notebook)
+
+
+def test_missing_ipywidgets_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)
+    with pytest.raises(ImportError, match="pip install ipywidgets ipympl"):
+        _views._widgets()
+
+
+def test_find_notebooks_refuses_a_missing_folder(tmp_path):
+    with pytest.raises(CryomlError, match="no notebooks folder"):
+        _notebooks.find_notebooks(tmp_path / "nowhere")
+
+
+def test_comparison_and_confusion_figures_have_one_panel_per_method():
+    report = {"confusion_matrix": [[3, 1], [0, 4]], "accuracy": 0.875}
+    figure = plot_confusion({"A": report, "B": report}, class_names=["x", "y"])
+    assert len(figure.axes) == 2
+    assert figure.axes[0].get_title() == "A: accuracy 0.88"
+    bars = plot_comparison({"A": 0.5, "B": 0.7}, {"A": 0.9})
+    heights = [p.get_height() for p in bars.axes[0].patches]
+    assert heights[:2] == [0.5, 0.7] and heights[2] == 0.9 and np.isnan(heights[3])
