@@ -3,6 +3,7 @@ from . import distribute as distribute
 from . import io as io
 from . import metrics as metrics
 from . import outofcore as outofcore
+from . import picking as picking
 from . import preprocess as preprocess
 from . import simulate as simulate
 from . import widgets as widgets

@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     "info",
     "preprocess",
     "simulate",
+    "pick",
     "demo",
 ]
 

@@ -21,6 +21,7 @@ from pathlib import Path
 WORKFLOWS = [
     ("io", "cryoml.cli.demo"),
     ("simulate", "cryoml.simulate._demo"),
+    ("picking", "cryoml.picking._demo"),
 ]
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+
+from cryoml._errors import CryomlError
+from cryoml.io import Particles
+from cryoml.picking import (
+    ParticlePicker,
+    evaluate_picks,
+    extract_boxes,
+    sample_negatives,
+    split_picks,
+)
+
+
+def test_boxes_are_cut_around_centres_and_outside_ones_skipped():
+    image = np.arange(100 * 100, dtype=np.float32).reshape(100, 100)
+    boxes, kept = extract_boxes(image, np.array([[50.0, 40.0], [3.0, 5.0]]), 10)
+    assert kept.tolist() == [0]
+    assert boxes.shape == (1, 10, 10)
+    assert boxes[0, 0, 0] == image[45, 35]  # corner = centre - box / 2
+
+
+def test_random_negatives_keep_their_distance_from_particles():
+    avoid = np.array([[50.0, 50.0]])
+    negatives = sample_negatives(
+        (100, 100), avoid, 30, box_size=20, min_distance=25, random_state=0
+    )
+    assert len(negatives) == 30
+    assert np.all(np.hypot(*(negatives - avoid).T) >= 25)
+
+
+def test_trained_picker_passes_the_held_out_check_and_finds_test_particles(trained_picker, toy_set):
+    assert trained_picker.validation_accuracy_ >= 0.9
+    assert set(trained_picker.history_) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert trained_picker.training_boxes_.shape[1:] == (48, 48)
+    test = toy_set[5:]
+    candidates = [trained_picker.candidates(m.image) for m in test]
+    evaluation = evaluate_picks(
+        candidates, [m.particles for m in test], radius=0.5 * test[0].diameter
+    )
+    assert evaluation.average_precision > 0.8
+
+
+def test_training_uses_four_rotations_of_each_box(toy_set, monkeypatch):
+    picker = ParticlePicker(48, epochs=1, validation_fraction=0, random_state=0, progress=False)
+    seen = {}
+    import keras
+
+    original = keras.Model.fit
+
+    def spy(self, x, y, **kwargs):
+        seen["x"], seen["y"] = x, y
+        return original(self, x[:8], y[:8], **{**kwargs, "epochs": 1})
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
+    picker.fit([toy_set[0].image], [toy_set[0].particles])
+    n_boxes = len(picker.training_boxes_)
+    assert len(seen["x"]) == 4 * n_boxes
+    # every training box appears with its three rotations
+    first = picker.training_boxes_[0]
+    matches = [
+        any(np.array_equal(np.rot90(first, k), x[..., 0]) for x in seen["x"]) for k in range(4)
+    ]
+    assert all(matches)
+
+
+def test_calibrated_threshold_is_where_f2_peaks_and_picks_respect_it(trained_picker, toy_set):
+    calibrate = toy_set[5:7]
+    trained_picker.calibrate_threshold(
+        [m.image for m in calibrate], [m.particles for m in calibrate]
+    )
+    calibration = trained_picker.calibration_
+    assert calibration["beta"] == 2.0
+    assert calibration["recall"] >= 0.8
+    picks = trained_picker.pick(toy_set[7].image)
+    assert np.all(picks.scores >= trained_picker.threshold_)
+    assert len(picks) > 0
+
+
+def test_recursive_training_adds_verified_picks(trained_picker, toy_set):
+    import copy
+
+    picker = copy.copy(trained_picker)
+    picker.epochs = 1
+    new = toy_set[5]
+    candidates = picker.candidates(new.image)
+    true_picks, false_picks = split_picks(candidates, new.particles, radius=14)
+    before = len(picker.training_boxes_)
+    picker.refit_recursive([new.image], [true_picks], [false_picks])
+    added = len(picker.training_boxes_) - before
+    assert added == len(true_picks) + len(false_picks) > 0
+    assert picker.training_labels_[before:].sum() == len(true_picks)
+
+
+def test_paper_recipe_trains_with_squared_error_and_plain_sgd(toy_set):
+    import keras
+
+    picker = ParticlePicker(48, recipe="paper", epochs=1, random_state=0, progress=False)
+    picker.fit([toy_set[0].image], [toy_set[0].particles])
+    assert isinstance(picker.model_.optimizer, keras.optimizers.SGD)
+    assert float(picker.model_.optimizer.learning_rate) == 1.0
+    assert "squared" in picker.model_.loss.__name__
+
+
+def test_unfitted_picker_and_bad_parameters_are_refused():
+    with pytest.raises(CryomlError, match="not fitted"):
+        ParticlePicker(48).pick(np.zeros((100, 100)))
+    with pytest.raises(CryomlError, match="recipe"):
+        ParticlePicker(48, recipe="adam").fit_boxes(np.zeros((2, 48, 48)), [0, 1])
+    with pytest.raises(CryomlError, match="preset"):
+        ParticlePicker(preset="70s").fit_boxes(np.zeros((2, 48, 48)), [0, 1])
+    with pytest.raises(CryomlError, match="one coordinate set per micrograph"):
+        ParticlePicker(48).fit([np.zeros((100, 100))] * 2, [Particles(np.zeros((0, 2)))])
+
+
+def test_saved_picker_loads_and_scores_the_same(trained_picker, toy_set, tmp_path):
+    path = trained_picker.save(tmp_path / "picker.keras")
+    loaded = ParticlePicker.load(path)
+    image = toy_set[6].image
+    np.testing.assert_allclose(
+        loaded.score(image).scores, trained_picker.score(image).scores, atol=1e-6
+    )
+    assert loaded.threshold_ == trained_picker.threshold_
+    assert loaded.sd_band_ == pytest.approx(trained_picker.sd_band_)
+    with pytest.raises(CryomlError, match="exists"):
+        trained_picker.save(tmp_path / "picker.keras")
