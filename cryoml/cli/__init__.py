@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     "info",
     "preprocess",
     "simulate",
+    "tomoseg",
     "pick",
     "demo",
 ]

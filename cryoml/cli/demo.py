@@ -21,6 +21,7 @@ from pathlib import Path
 WORKFLOWS = [
     ("io", "cryoml.cli.demo"),
     ("simulate", "cryoml.simulate._demo"),
+    ("tomoseg", "cryoml.tomoseg._demo"),
     ("picking", "cryoml.picking._demo"),
 ]
 

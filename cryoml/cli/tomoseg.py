@@ -1,0 +1,253 @@
+"""TomoSeg: build training sets, train, preview, apply, merge and extract (Chen et al. 2017).
+
+examples:
+  cryoml tomoseg buildset tomo_pre.mrc --positives pos.csv --masks masks.mrc \\
+      --negatives neg.csv --feature membrane -o membrane_set.npz
+  cryoml tomoseg train membrane_set.npz -o membrane.keras --recipe paper
+  cryoml tomoseg train membrane_set.npz -o membrane2.keras --continue membrane.keras --lr 1e-5
+  cryoml tomoseg preview membrane_set.npz membrane.keras -o preview.png
+  cryoml tomoseg apply tomo_pre.mrc membrane.keras -o tomo_membrane.mrc
+  cryoml tomoseg merge tomo_membrane.mrc tomo_ribosome.mrc --names membrane ribosome \\
+      -o tomo_labels.mrc
+  cryoml tomoseg extract tomo_ribosome.mrc --box 32 -o ribosomes.star --average avg.mrc \\
+      --tomogram tomo_pre.mrc
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    """Add the ``cryoml tomoseg`` subcommands."""
+    sub = parser.add_subparsers(dest="tomoseg_command", metavar="STEP", required=True)
+
+    p = sub.add_parser("buildset", help="cut training tiles from a preprocessed tomogram")
+    p.add_argument("tomogram", type=Path, help="preprocessed tomogram (MRC/TIFF)")
+    p.add_argument(
+        "--positives", type=Path, required=True, help="positive box centres (.csv/.star/.json, 3-D)"
+    )
+    p.add_argument(
+        "--masks",
+        type=Path,
+        required=True,
+        help="binary masks: a volume of the tomogram's shape (MRC) or a (P, T, T) "
+        "stack, one painted tile per positive",
+    )
+    p.add_argument("--negatives", type=Path, help="negative box centres")
+    p.add_argument("--feature", default="feature", help="feature name (default: feature)")
+    p.add_argument("--tile", type=int, default=64, help="tile edge (default 64)")
+    p.add_argument("--copies", type=int, help="rotated copies per positive (default: balance)")
+    p.add_argument(
+        "--neighbours",
+        type=int,
+        default=0,
+        help="2.5D: k neighbouring slices above and below as channels (default 0)",
+    )
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
+    p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("train", help="train a network on a training set")
+    p.add_argument("trainset", type=Path, help="training set .npz (from buildset)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .keras")
+    p.add_argument("--recipe", choices=("paper", "eman2"), default="eman2")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch", type=int, dest="batch_size")
+    p.add_argument("--lr", type=float, dest="learning_rate")
+    p.add_argument("--filters", type=int, default=40, help="filters per layer (paper: 40)")
+    p.add_argument("--patience", type=int, help="early stop after N epochs without progress")
+    p.add_argument(
+        "--continue", type=Path, dest="continue_from", help="continue training this saved network"
+    )
+    p.add_argument("--seed", type=int)
+    p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("preview", help="(tile, mask, output) grid and loss history as PNG")
+    p.add_argument("trainset", type=Path)
+    p.add_argument("network", type=Path, nargs="?", help="trained .keras (optional)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output PNG")
+    p.add_argument("--max-tiles", type=int)
+    p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("apply", help="segment a tomogram slice by slice")
+    p.add_argument("tomogram", type=Path, help="preprocessed tomogram (read memory-mapped)")
+    p.add_argument("network", type=Path, help="trained .keras")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output MRC")
+    p.add_argument("--engine", choices=("auto", "keras", "fft"), default="auto")
+    p.add_argument("--batch", type=int, dest="batch_size")
+    p.add_argument("--tile", type=int, dest="tile_size", help="largest window edge")
+    p.add_argument(
+        "--ignore-voxel-size",
+        action="store_true",
+        help="apply even if the voxel size differs from the network's",
+    )
+    p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("merge", help="argmax of several outputs → integer labels")
+    p.add_argument("outputs", type=Path, nargs="+", help="scaled outputs (MRC)")
+    p.add_argument("--names", nargs="+", help="feature names, one per output")
+    p.add_argument("--threshold", type=float, default=0.8, help="background level (0.8)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="label MRC (+ .json table)")
+    p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("extract", help="pick particles from a segmentation")
+    p.add_argument("segmentation", type=Path, help="scaled output (MRC)")
+    p.add_argument("--box", type=int, required=True, help="box edge in voxels")
+    p.add_argument("--threshold", type=float, default=1.0)
+    p.add_argument("--min-mass", type=int, default=20)
+    p.add_argument("--min-distance", type=float, help="default box/4")
+    p.add_argument(
+        "--filament",
+        type=int,
+        metavar="N",
+        help="seed N random points in the mask instead (filaments)",
+    )
+    p.add_argument("--seed", type=int)
+    p.add_argument("-o", "--output", type=Path, required=True, help=".star, .json or .csv")
+    p.add_argument("--tomogram", type=Path, help="tomogram to cut subtomograms from")
+    p.add_argument("--average", type=Path, help="write the average of the picks (MRC)")
+    p.add_argument("--overwrite", action="store_true")
+
+
+def _volume(path: Path):
+    from cryoml.io import read_image
+
+    return read_image(path)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run one TomoSeg step."""
+    import json
+    import logging
+
+    from cryoml import io, tomoseg
+    from cryoml._errors import CryomlError
+
+    log = logging.getLogger(__name__)
+    progress = not getattr(args, "quiet", False)
+    step = args.tomoseg_command
+    if step == "buildset":
+        io.check_writable(args.output, overwrite=args.overwrite)
+        image = _volume(args.tomogram)
+        masks = io.read_image(args.masks).data
+        positives = io.read_coordinates(args.positives)
+        negatives = io.read_coordinates(args.negatives) if args.negatives else None
+        record = None
+        record_path = args.tomogram.with_suffix(args.tomogram.suffix + ".json")
+        if record_path.is_file():
+            from cryoml.preprocess import PreprocessRecord
+
+            record = PreprocessRecord.load(record_path)
+        trainset = tomoseg.build_training_set(
+            image,
+            positives,
+            masks,
+            negatives,
+            feature=args.feature,
+            tile_size=args.tile,
+            n_copies=args.copies,
+            n_neighbours=args.neighbours,
+            preprocess=record,
+            random_state=args.seed,
+        )
+        trainset.save(args.output, overwrite=args.overwrite)
+        print(f"{args.output}: {len(trainset)} tiles ({int(trainset.is_positive.sum())} positive)")
+    elif step == "train":
+        io.check_writable(args.output, overwrite=args.overwrite)
+        trainset = tomoseg.TrainingSet.load(args.trainset)
+        if args.continue_from:
+            segmenter = tomoseg.TomoSegmenter.load(args.continue_from, progress=progress)
+            for key in ("epochs", "batch_size", "learning_rate"):
+                setattr(segmenter, key, getattr(args, key))
+            segmenter.recipe = args.recipe
+        else:
+            segmenter = tomoseg.TomoSegmenter(
+                feature=trainset.feature,
+                recipe=args.recipe,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                learning_rate=args.learning_rate,
+                n_filters=args.filters,
+                patience=args.patience,
+                random_state=args.seed,
+                progress=progress,
+            )
+        segmenter.fit(trainset, continue_training=args.continue_from is not None)
+        segmenter.save(args.output, overwrite=args.overwrite)
+        print(
+            f"{args.output}: best loss {segmenter.best_loss_:.3f}, amplitude "
+            f"{segmenter.amplitude_:.3g}"
+        )
+    elif step == "preview":
+        trainset = tomoseg.TrainingSet.load(args.trainset)
+        segmenter = tomoseg.TomoSegmenter.load(args.network) if args.network else None
+        figure = tomoseg.preview_grid(trainset, segmenter, max_tiles=args.max_tiles)
+        tomoseg.save_figure(figure, args.output, overwrite=args.overwrite)
+        if segmenter is not None:
+            history_png = args.output.with_name(args.output.stem + "_history.png")
+            tomoseg.save_figure(
+                tomoseg.plot_history(segmenter.history_), history_png, overwrite=args.overwrite
+            )
+        print(args.output)
+    elif step == "apply":
+        tomoseg.apply_network(
+            args.tomogram,
+            args.network,
+            output=args.output,
+            overwrite=args.overwrite,
+            override_voxel_size=args.ignore_voxel_size,
+            engine=args.engine,
+            batch_size=args.batch_size,
+            tile_size=args.tile_size,
+            progress=progress,
+        )
+        print(args.output)
+    elif step == "merge":
+        images = [io.read_mrc(p, mmap=True) for p in args.outputs]
+        labels, table = tomoseg.merge_segmentations(
+            [im.data for im in images], names=args.names, threshold=args.threshold
+        )
+        table_path = args.output.with_suffix(".json")
+        io.check_writable(table_path, overwrite=args.overwrite)
+        io.write_mrc(args.output, labels, voxel_size=images[0].voxel_size, overwrite=args.overwrite)
+        with io.atomic_path(table_path, overwrite=args.overwrite) as tmp:
+            tmp.write_text(json.dumps({str(k): v for k, v in table.items()}, indent=1))
+        print(f"{args.output} ({table_path})")
+    elif step == "extract":
+        image = io.read_mrc(args.segmentation)
+        if args.filament:
+            particles = tomoseg.seed_filaments(
+                image.data >= args.threshold,
+                args.filament,
+                box_size=args.box,
+                min_distance=args.min_distance,
+                random_state=args.seed,
+            )
+        else:
+            particles = tomoseg.extract_particles(
+                image.data,
+                box_size=args.box,
+                threshold=args.threshold,
+                min_mass=args.min_mass,
+                min_distance=args.min_distance,
+            )
+        io.write_coordinates(args.output, particles, overwrite=args.overwrite)
+        print(f"{args.output}: {len(particles)} particles")
+        if args.average:
+            if args.tomogram is None:
+                raise CryomlError("--average needs --tomogram (the volume to cut boxes from).")
+            if len(particles) == 0:
+                raise CryomlError("no particles picked; nothing to average.")
+            volume = _volume(args.tomogram)
+            boxes = tomoseg.cut_subtomograms(volume.data, particles)
+            io.write_mrc(
+                args.average,
+                tomoseg.average_subtomograms(boxes),
+                voxel_size=volume.voxel_size,
+                overwrite=args.overwrite,
+            )
+            print(f"{args.average}: average of {len(boxes)}")
+    log.debug("tomoseg %s done", step)
+    return 0

@@ -1,0 +1,193 @@
+"""Particles from a segmentation: threshold, components, peaks; filament seeding; averages.
+
+As EMAN2's TomoSeg particle extraction: threshold the scaled output, label connected
+components (26-connectivity), take each component's maximum as a particle, drop components of
+``min_mass`` voxels or fewer, suppress peaks closer than ``min_distance`` (default box/4) to a
+stronger one and drop boxes that reach past the volume's edge. For filaments, ``seed_filaments``
+places random points inside the mask instead. ``cut_subtomograms`` + ``average_subtomograms``
+give the paper's check that the picks are real particles.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.ndimage as ndi
+from scipy.spatial import cKDTree
+
+from cryoml._errors import CryomlError
+from cryoml._validation import check_array, check_positive, check_random_state
+from cryoml.io import Particles, check_boxes_inside
+
+__all__ = ["average_subtomograms", "cut_subtomograms", "extract_particles", "seed_filaments"]
+
+
+def _suppress(centres: np.ndarray, scores: np.ndarray, distance: float) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression (strongest first)."""
+    order = np.argsort(-scores, kind="stable")
+    if distance <= 0 or len(order) < 2:
+        return order
+    tree = cKDTree(centres)
+    removed = np.zeros(len(centres), bool)
+    keep = []
+    for i in order:
+        if removed[i]:
+            continue
+        keep.append(i)
+        removed[tree.query_ball_point(centres[i], distance)] = True
+    return np.asarray(keep, int)
+
+
+def _inside(centres: np.ndarray, shape: tuple[int, ...], margin: float) -> np.ndarray:
+    return np.all((centres >= margin) & (centres <= np.asarray(shape) - 1 - margin), axis=1)
+
+
+def extract_particles(
+    segmentation: np.ndarray,
+    *,
+    box_size: int,
+    threshold: float = 1.0,
+    min_mass: int = 20,
+    min_distance: float | None = None,
+    edge: float | None = None,
+    class_id: int = 1,
+    class_name: str = "particle",
+) -> Particles:
+    """Pick one particle per connected component of a thresholded segmentation.
+
+    Parameters
+    ----------
+    segmentation : (Z, Y, X) array_like
+        Scaled network output (1 = typical positive), or a label/probability volume.
+    box_size : int
+        Particle box edge (voxels).
+    threshold : float, default 1.0
+        Voxels at or above it are foreground.
+    min_mass : int, default 20
+        Components of this many voxels or fewer are dropped (EMAN2: mass ≤ 20).
+    min_distance : float, optional
+        Peaks closer than this to a stronger one are dropped (default box/4).
+    edge : float, optional
+        Peaks closer than this to a face are dropped (default box/2, so every box fits).
+    class_id, class_name : int, str
+        Class written with the particles.
+
+    Returns
+    -------
+    Particles
+        (Z, Y, X) centres with the peak value as score, strongest first.
+
+    Raises
+    ------
+    CryomlError
+        For a non-3D input or bad parameters.
+    """
+    volume = check_array(segmentation, ndim=3, name="segmentation")
+    box = int(check_positive(box_size, name="box_size"))
+    if int(min_mass) < 0:
+        raise CryomlError(f"'min_mass' must be >= 0; got {min_mass}.")
+    distance = box / 4 if min_distance is None else float(min_distance)
+    margin = box / 2 if edge is None else float(edge)
+    mask = volume >= threshold
+    labels, n = ndi.label(mask, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return Particles(
+            np.zeros((0, 3)),
+            box_size=box,
+            scores=np.zeros(0),
+            classes=np.zeros(0, int),
+            class_names={class_id: class_name},
+        )
+    index = np.arange(1, n + 1)
+    mass = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    index = index[mass > int(min_mass)]
+    if index.size == 0:
+        centres, scores = np.zeros((0, 3)), np.zeros(0)
+    else:
+        centres = np.asarray(ndi.maximum_position(volume, labels, index), float).reshape(-1, 3)
+        scores = np.asarray(ndi.maximum(volume, labels, index), float).reshape(-1)
+        keep = _inside(centres, volume.shape, margin)
+        centres, scores = centres[keep], scores[keep]
+        order = _suppress(centres, scores, distance)
+        centres, scores = centres[order], scores[order]
+    return Particles(
+        centres,
+        box_size=box,
+        scores=scores,
+        classes=np.full(len(centres), int(class_id)),
+        class_names={int(class_id): class_name},
+    )
+
+
+def seed_filaments(
+    mask: np.ndarray,
+    n_points: int,
+    *,
+    box_size: int,
+    min_distance: float | None = None,
+    edge: float | None = None,
+    random_state: int | np.random.Generator | None = None,
+) -> Particles:
+    """Random points inside a filament mask (for subtomogram averaging of filaments).
+
+    Parameters
+    ----------
+    mask : (Z, Y, X) array_like of bool
+        Filament voxels (e.g. ``output >= 1``).
+    n_points : int
+        Points wanted (fewer are returned when the mask cannot hold them apart).
+    box_size : int
+        Box edge (voxels).
+    min_distance : float, optional
+        Minimum spacing (default box/4).
+    edge : float, optional
+        Distance kept from the faces (default box/2).
+    random_state : None, int or Generator
+
+    Returns
+    -------
+    Particles
+    """
+    volume = check_array(mask, ndim=3, name="mask", finite=False).astype(bool)
+    box = int(check_positive(box_size, name="box_size"))
+    rng = check_random_state(random_state)
+    margin = box / 2 if edge is None else float(edge)
+    distance = box / 4 if min_distance is None else float(min_distance)
+    candidates = np.argwhere(volume).astype(float)
+    candidates = candidates[_inside(candidates, volume.shape, margin)]
+    if len(candidates) == 0:
+        return Particles(np.zeros((0, 3)), box_size=box, scores=np.zeros(0))
+    order = rng.permutation(len(candidates))[: max(50 * int(n_points), 1000)]
+    picked = candidates[order]
+    keep = _suppress(picked, np.zeros(len(picked)), distance)
+    keep = np.sort(keep)[: int(n_points)]
+    return Particles(picked[keep], box_size=box, scores=np.ones(len(keep)))
+
+
+def cut_subtomograms(
+    volume: np.ndarray, particles: Particles, *, box_size: int | None = None
+) -> np.ndarray:
+    """Cut (N, B, B, B) float32 boxes centred on the particles.
+
+    Raises
+    ------
+    CryomlError
+        If any box reaches outside the volume (drop those picks or use ``edge``).
+    """
+    data = check_array(volume, ndim=3, name="volume")
+    box = int(box_size or particles.box_size or 0)
+    if box < 1:
+        raise CryomlError("give a box size (box_size=...) or particles with one.")
+    particles = Particles(particles.centres, box_size=box)
+    check_boxes_inside(particles, data.shape)
+    half = box // 2
+    starts = np.rint(particles.centres).astype(int) - half
+    out = np.empty((len(starts), box, box, box), np.float32)
+    for i, (z, y, x) in enumerate(starts):
+        out[i] = data[z : z + box, y : y + box, x : x + box]
+    return out
+
+
+def average_subtomograms(subtomograms: np.ndarray) -> np.ndarray:
+    """Mean of (N, B, B, B) subtomograms (no alignment: picks centred on peaks)."""
+    data = check_array(subtomograms, ndim=4, name="subtomograms")
+    return data.mean(axis=0, dtype=np.float64).astype(np.float32)

@@ -1,0 +1,117 @@
+"""`cryoml tomoseg` run in-process on a toy tomogram: buildset → train → preview → apply →
+merge → extract."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from cryoml import io
+from cryoml._errors import CryomlError
+from cryoml.cli import tomoseg as cli
+
+
+def run(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    cli.add_args(parser)
+    return cli.main(parser.parse_args(list(argv)))
+
+
+def test_the_whole_workflow_runs_from_the_command_line(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    volume = rng.normal(size=(8, 96, 96)).astype(np.float32)
+    mask = np.zeros(volume.shape, np.uint8)
+    mask[:, 40:46, 10:60] = 1
+    volume[mask > 0] += 3
+    tomo = io.write_mrc(tmp_path / "tomo.mrc", volume, voxel_size=10.0)
+    masks = io.write_mrc(tmp_path / "mask.mrc", mask, voxel_size=10.0)
+    io.write_coordinates(tmp_path / "pos.csv", io.Particles(np.array([[4.0, 43, 35]])))
+    io.write_coordinates(tmp_path / "neg.csv", io.Particles(np.array([[4.0, 62, 60]])))
+    ts, net = tmp_path / "set.npz", tmp_path / "net.keras"
+    assert (
+        run(
+            "buildset",
+            str(tomo),
+            "--positives",
+            str(tmp_path / "pos.csv"),
+            "--masks",
+            str(masks),
+            "--negatives",
+            str(tmp_path / "neg.csv"),
+            "--feature",
+            "bar",
+            "-o",
+            str(ts),
+            "--seed",
+            "0",
+        )
+        == 0
+    )
+    assert run("train", str(ts), "-o", str(net), "--epochs", "1", "--filters", "3") == 0
+    assert (
+        run(
+            "train",
+            str(ts),
+            "-o",
+            str(tmp_path / "net2.keras"),
+            "--continue",
+            str(net),
+            "--epochs",
+            "1",
+            "--lr",
+            "1e-4",
+        )
+        == 0
+    )
+    assert run("preview", str(ts), str(net), "-o", str(tmp_path / "p.png")) == 0
+    assert (tmp_path / "p_history.png").is_file()
+    seg = tmp_path / "seg.mrc"
+    assert run("apply", str(tomo), str(net), "-o", str(seg)) == 0
+    assert io.read_mrc(seg).data.shape == volume.shape
+    labels = tmp_path / "labels.mrc"
+    assert run("merge", str(seg), str(seg), "--names", "a", "b", "-o", str(labels)) == 0
+    assert json.loads((tmp_path / "labels.json").read_text())["1"] == "a"
+    blob = np.zeros(volume.shape, np.float32)
+    blob[2:7, 40:45, 50:55] = 2.0
+    blob[4, 42, 52] = 3.0
+    blobs = io.write_mrc(tmp_path / "blobs.mrc", blob, voxel_size=10.0)
+    assert (
+        run(
+            "extract",
+            str(blobs),
+            "--box",
+            "6",
+            "--min-mass",
+            "10",
+            "-o",
+            str(tmp_path / "picks.star"),
+            "--tomogram",
+            str(tomo),
+            "--average",
+            str(tmp_path / "avg.mrc"),
+        )
+        == 0
+    )
+    assert io.read_mrc(tmp_path / "avg.mrc").data.shape == (6, 6, 6)
+    with pytest.raises(CryomlError, match="already exists"):
+        run("apply", str(tomo), str(net), "-o", str(seg))
+    other = io.write_mrc(tmp_path / "tomo20.mrc", volume, voxel_size=20.0)
+    with pytest.raises(CryomlError, match="voxel size mismatch"):
+        run("apply", str(other), str(net), "-o", str(tmp_path / "x.mrc"))
+    assert (
+        run("apply", str(other), str(net), "-o", str(tmp_path / "x.mrc"), "--ignore-voxel-size")
+        == 0
+    )
+    capsys.readouterr()
+
+
+def test_demo_runs_end_to_end_and_reports_figures(tmp_path):
+    from cryoml.tomoseg._demo import run_demo
+
+    result = run_demo(tmp_path)
+    assert {"membrane_dice", "ribosome_dice", "n_picks", "seconds"} <= set(result)
+    assert (tmp_path / "labels.mrc").is_file() and (tmp_path / "membrane.keras").is_file()
+    assert 0 <= result["membrane_dice"] <= 1
