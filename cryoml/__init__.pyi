@@ -6,6 +6,7 @@ from . import outofcore as outofcore
 from . import picking as picking
 from . import preprocess as preprocess
 from . import simulate as simulate
+from . import subtomo as subtomo
 from . import tomoseg as tomoseg
 from . import widgets as widgets
 from ._errors import CryomlError as CryomlError

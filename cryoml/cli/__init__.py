@@ -23,6 +23,7 @@ SUBCOMMANDS = [
     "preprocess",
     "simulate",
     "tomoseg",
+    "subtomo",
     "pick",
     "demo",
 ]

@@ -22,6 +22,7 @@ WORKFLOWS = [
     ("io", "cryoml.cli.demo"),
     ("simulate", "cryoml.simulate._demo"),
     ("tomoseg", "cryoml.tomoseg._demo"),
+    ("subtomo", "cryoml.subtomo._demo"),
     ("picking", "cryoml.picking._demo"),
 ]
 

@@ -1,0 +1,148 @@
+"""Leave-one-class-out discovery (Xu et al. 2017, Fig. 4) and cluster sizes (Suppl. Fig. S1).
+
+For every complex C (or those named by ``--classes``): train one CNN without C, project the
+test set on its linear layer, k-means (k = 100), take the cluster most enriched in C, classify
+and average inside it (3 classes, 5 iterations), FSC of the best average against the true map;
+success when the FSC-0.5 resolution is ≤ 7 nm (paper: 16/22 Inception3D, 18/22 DSRF3D).
+
+Cluster sizes: k-means (k = 100) of the test set in the feature space of a network trained on
+all classes, against k-means of pose-normalised voxels; ``max / median`` cluster size of each.
+
+Chunked like the Table 1 script: results are merged into one JSON file per run of
+``--classes``; the printed JSON has ``successes`` → method, ``n_classes`` and
+``cluster_size_max_over_median`` → ``features`` / ``pose_norm``.
+
+    .venv/bin/python benchmarks/subtomo_discovery.py --quick
+    KERAS_BACKEND=jax python benchmarks/subtomo_discovery.py --classes 1bxn 1f4a 1qvr
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import OUTPUTS, emit, hardware
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="5 complexes, 60 per class, 24³, 8 epochs, k = 10 (CPU)")
+    parser.add_argument("--classes", nargs="*", help="complexes to leave out (default: all)")
+    parser.add_argument("--model", default="dsrf3d", choices=("inception3d", "dsrf3d"))
+    parser.add_argument("--snr", type=float, default=0.5)
+    parser.add_argument("--tilt", type=float, default=60.0)
+    parser.add_argument("--n-per-class", type=int)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--k", type=int)
+    parser.add_argument("--angular-step", type=float)
+    parser.add_argument("--skip-cluster-sizes", action="store_true")
+    parser.add_argument("--results", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-jobs", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+
+    import numpy as np
+
+    from cryoml.simulate import load_density, simulate_subtomograms
+    from cryoml.subtomo import (
+        XU2017_COMPLEXES,
+        SubtomoClassifier,
+        leave_one_out,
+        pose_normalised_kmeans,
+        subdivide,
+    )
+
+    if args.quick:
+        complexes = ["1bxn", "3j9i", "1u6g", "4v4r", "3cf3"]
+        n_per_class, epochs, k, box, step = 60, 8, 10, 24, 30.0
+    else:
+        complexes = list(XU2017_COMPLEXES)
+        n_per_class, epochs, k, box, step = 1000, 20, 100, 40, 25.0
+    n_per_class = args.n_per_class or n_per_class
+    epochs = args.epochs or epochs
+    k = args.k or k
+    step = args.angular_step or step
+    voxel_size = 9.2 * 40 / box
+    left_out = args.classes or complexes
+    suffix = "_quick" if args.quick else ""
+    results_path = args.results or OUTPUTS / f"subtomo_discovery{suffix}.json"
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {"runs": {}}
+
+    def log(message):
+        print(message, file=sys.stderr, flush=True)
+
+    def save():
+        runs = results["runs"].get(args.model, {})
+        results["successes"] = {
+            model: int(sum(r["success"] for r in runs_.values()))
+            for model, runs_ in results["runs"].items()
+        }
+        results["n_classes"] = len(complexes)
+        results["n_done"] = {model: len(r) for model, r in results["runs"].items()}
+        results["resolution_nm"] = {name: r["resolution_nm"] for name, r in runs.items()}
+        results["hardware"] = hardware()
+        results["settings"] = {"snr": args.snr, "tilt": args.tilt, "n_per_class": n_per_class,
+                               "epochs": epochs, "k": k, "box": box, "voxel_size": voxel_size,
+                               "angular_step": step, "quick": args.quick,
+                               "complexes": complexes}
+        tmp = results_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=1))
+        os.replace(tmp, results_path)
+
+    t0 = time.perf_counter()
+    data = simulate_subtomograms(complexes, n_per_class, snr=args.snr, tilt_range=args.tilt,
+                                 box=box, voxel_size=voxel_size, random_state=args.seed,
+                                 n_jobs=args.n_jobs)
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(data))
+    half = len(order) // 2
+    train, test = np.sort(order[:half]), np.sort(order[half:])
+    train_set = (data.data[train], data.labels[train])
+    test_set = (data.data[test], data.labels[test])
+    log(f"simulated {len(data)} in {time.perf_counter() - t0:.0f} s")
+
+    if not args.skip_cluster_sizes and "cluster_size_max_over_median" not in results:
+        clf = SubtomoClassifier(model=args.model, epochs=epochs, random_state=args.seed,
+                                progress=False).fit(*train_set, class_names=data.class_names)
+        features = clf.transform(test_set[0])
+        deep = subdivide(features, k, random_state=args.seed).stats
+        pose = pose_normalised_kmeans(test_set[0], k, random_state=args.seed).stats
+        results["cluster_size_max_over_median"] = {
+            "features": deep["max_over_median"], "pose_norm": pose["max_over_median"],
+        }
+        results["cluster_sizes"] = {
+            "features": {key: deep[key] for key in ("max", "median", "n_le_10")},
+            "pose_norm": {key: pose[key] for key in ("max", "median", "n_le_10")},
+            "test_accuracy_all_classes": clf.evaluate(*test_set)["accuracy"],
+        }
+        save()
+        log(f"cluster sizes: {results['cluster_sizes']}")
+
+    for name in left_out:
+        index = data.class_names.index(name)
+        truth = load_density(name, voxel_size=voxel_size, box=box)
+        result = leave_one_out(
+            train_set, test_set, index, truth, voxel_size=voxel_size, tilt_range=args.tilt,
+            model=args.model, classifier_options={"epochs": epochs}, k=k, angular_step=step,
+            random_state=args.seed,
+        )
+        results["runs"].setdefault(args.model, {})[name] = result
+        save()
+        log(f"{name}: {result['resolution_nm']:.1f} nm "
+            f"({'success' if result['success'] else 'miss'}), cluster {result['cluster_size']} "
+            f"({result['cluster_fraction_C']:.2f} C), {result['seconds']:.0f} s")
+    save()
+    emit(results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Subtomogram classification and subdivision (train, evaluate, features, subdivide, discover).
+
+examples:
+  cryoml subtomo train train.h5 net.keras --model dsrf3d --recipe paper --epochs 20
+  cryoml subtomo evaluate net.keras test.h5 --json report.json
+  cryoml subtomo features net.keras test.h5 features.npy --layer logits
+  cryoml subtomo subdivide features.npy clusters.json --k 100 --tsne tsne.png
+  cryoml subtomo rif-svm train.h5 test.h5 --json rif.json
+  cryoml subtomo discover train.h5 test.h5 --left-out 4 --true-map 1u6g net_without_4.json
+Sets are SubtomogramSet files (.h5 read batch by batch, or .npz) from cryoml.simulate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    """Add the subcommands of ``cryoml subtomo``."""
+    sub = parser.add_subparsers(dest="subtomo_command", metavar="STEP", required=True)
+
+    train = sub.add_parser("train", help="train Inception3D or DSRF3D on a labelled set")
+    train.add_argument("data", type=Path, help="labelled SubtomogramSet (.h5 or .npz)")
+    train.add_argument("output", type=Path, help="network file (.keras)")
+    train.add_argument("--model", choices=("inception3d", "dsrf3d"), default="inception3d")
+    train.add_argument("--recipe", choices=("paper", "modern"), default="paper")
+    train.add_argument("--epochs", type=int, help="override the recipe (paper: 20)")
+    train.add_argument("--batch-size", type=int, help="override the recipe (paper: 64)")
+    train.add_argument("--learning-rate", type=float, help="override the recipe")
+    train.add_argument("--validation-fraction", type=float, default=0.1)
+    train.add_argument("--checkpoint", type=Path, help="best weights so far (.keras)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--overwrite", action="store_true")
+
+    evaluate = sub.add_parser("evaluate", help="accuracy, confusion matrix, per-class recall")
+    evaluate.add_argument("network", type=Path)
+    evaluate.add_argument("data", type=Path)
+    evaluate.add_argument("--json", type=Path, help="write the report here")
+
+    features = sub.add_parser("features", help="linear-layer (or hidden-layer) features")
+    features.add_argument("network", type=Path)
+    features.add_argument("data", type=Path)
+    features.add_argument("output", type=Path, help=".npy of (N, F) features")
+    features.add_argument("--layer", default="logits")
+    features.add_argument("--overwrite", action="store_true")
+
+    subdivide = sub.add_parser("subdivide", help="k-means over-partitioning of features")
+    subdivide.add_argument("features", type=Path, help=".npy of (N, F)")
+    subdivide.add_argument("output", type=Path, help="JSON: cluster labels and size statistics")
+    subdivide.add_argument("--k", type=int, default=100)
+    subdivide.add_argument("--method", choices=("auto", "kmeans", "minibatch"), default="auto")
+    subdivide.add_argument("--tsne", type=Path, help="also save a t-SNE scatter plot (PNG)")
+    subdivide.add_argument("--seed", type=int, default=0)
+    subdivide.add_argument("--overwrite", action="store_true")
+
+    rif = sub.add_parser("rif-svm", help="RIF-SVM baseline: train on one set, test on another")
+    rif.add_argument("train", type=Path)
+    rif.add_argument("test", type=Path)
+    rif.add_argument("--max-degree", type=int, default=10)
+    rif.add_argument("--json", type=Path)
+    rif.add_argument("--seed", type=int, default=0)
+
+    discover = sub.add_parser("discover", help="leave-one-class-out discovery of one class")
+    discover.add_argument("train", type=Path)
+    discover.add_argument("test", type=Path)
+    discover.add_argument("--left-out", required=True, help="class index or name")
+    discover.add_argument("--true-map", required=True,
+                          help="true density of that class: map name ('1u6g') or MRC path")
+    discover.add_argument("output", type=Path, help="JSON result")
+    discover.add_argument("--model", choices=("inception3d", "dsrf3d"), default="dsrf3d")
+    discover.add_argument("--epochs", type=int, default=20)
+    discover.add_argument("--k", type=int, default=100)
+    discover.add_argument("--seed", type=int, default=0)
+    discover.add_argument("--overwrite", action="store_true")
+
+
+def _write_json(path: Path, payload: dict, overwrite: bool) -> None:
+    from cryoml.io import atomic_path
+
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1))
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run one ``cryoml subtomo`` step."""
+    import numpy as np
+
+    from cryoml import subtomo
+    from cryoml._errors import CryomlError
+
+    progress = not getattr(args, "quiet", False)
+    step = args.subtomo_command
+    if step == "train":
+        from cryoml.io import check_writable
+
+        check_writable(args.output, overwrite=args.overwrite)
+        clf = subtomo.SubtomoClassifier(
+            model=args.model, recipe=args.recipe, epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, validation_fraction=args.validation_fraction,
+            checkpoint=args.checkpoint, random_state=args.seed, progress=progress,
+        ).fit(args.data)
+        clf.save(args.output, overwrite=args.overwrite)
+        print(f"saved {args.output} (best loss {clf.best_loss_:.4f}"
+              f"{', interrupted' if clf.interrupted_ else ''})")
+    elif step == "evaluate":
+        clf = subtomo.SubtomoClassifier.load(args.network, progress=progress)
+        report = clf.evaluate(args.data)
+        print(f"accuracy {report['accuracy']:.3f} on {report['n']} subtomograms")
+        if args.json:
+            _write_json(args.json, report, overwrite=True)
+    elif step == "features":
+        from cryoml.io import atomic_path
+
+        clf = subtomo.SubtomoClassifier.load(args.network, progress=progress)
+        values = subtomo.linear_features(clf, args.data, layer=args.layer)
+        with atomic_path(args.output, overwrite=args.overwrite) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, values)
+        print(f"features {values.shape} -> {args.output}")
+    elif step == "subdivide":
+        if not args.features.is_file():
+            raise CryomlError(f"{args.features}: no such features file.")
+        values = np.load(args.features)
+        division = subtomo.subdivide(values, args.k, method=args.method, random_state=args.seed)
+        payload = {"labels": division.labels.tolist(), "method": division.method, **division.stats}
+        _write_json(args.output, payload, args.overwrite)
+        print(f"{args.k} clusters: max {division.stats['max']}, median "
+              f"{division.stats['median']}, {division.stats['n_le_10']} with <= 10 members")
+        if args.tsne:
+            _save_tsne(args.tsne, subtomo.tsne_embedding(values, random_state=args.seed),
+                       division.labels, args.overwrite)
+    elif step == "rif-svm":
+        model = subtomo.RIFSVM(max_degree=args.max_degree, random_state=args.seed,
+                               progress=progress).fit(args.train)
+        report = model.evaluate(args.test)
+        report["best_params"] = model.best_params_
+        print(f"RIF-SVM accuracy {report['accuracy']:.3f} (C={model.best_params_['C']}, "
+              f"gamma={model.best_params_['gamma']:.3g})")
+        if args.json:
+            _write_json(args.json, report, overwrite=True)
+    elif step == "discover":
+        from cryoml.io import check_writable
+        from cryoml.simulate import SubtomogramSet, load_density
+
+        check_writable(args.output, overwrite=args.overwrite)
+        train, test = SubtomogramSet.load(args.train), SubtomogramSet.load(args.test)
+        left_out = (int(args.left_out) if args.left_out.isdigit()
+                    else test.class_names.index(args.left_out))
+        voxel_size = float(test.params["voxel_size"])
+        true_map = load_density(args.true_map, voxel_size=voxel_size, box=test.data.shape[1])
+        result = subtomo.leave_one_out(
+            train, test, left_out, true_map, voxel_size=voxel_size,
+            tilt_range=test.params.get("tilt_range"), model=args.model,
+            classifier_options={"epochs": args.epochs}, k=args.k, random_state=args.seed,
+            progress=progress,
+        )
+        _write_json(args.output, result, args.overwrite)
+        print(f"class {test.class_names[left_out]}: {result['resolution_nm']:.1f} nm "
+              f"({'success' if result['success'] else 'miss'})")
+    return 0
+
+
+def _save_tsne(path: Path, embedding, labels, overwrite: bool) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cryoml.io import atomic_path
+
+    figure, axes = plt.subplots(figsize=(5, 5))
+    axes.scatter(embedding[:, 0], embedding[:, 1], c=labels, s=4, cmap="tab20")
+    axes.set_title("t-SNE of subtomogram features (colour: k-means cluster)")
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)

@@ -1,0 +1,218 @@
+"""Subtomogram sources (arrays, memory maps, HDF5 files) and Keras batch feeding.
+
+Training and inference read subtomograms through :class:`keras.utils.PyDataset` batches that
+index the source lazily, so a set stored on disk (``.h5`` written by
+:meth:`cryoml.simulate.SubtomogramSet.save`, or a ``.npy`` memory map) larger than RAM can be
+used: only one batch is in memory at a time.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cryoml._errors import CryomlError
+
+__all__ = ["AUGMENTATIONS", "augment_batch", "open_subtomograms", "standardize"]
+
+AUGMENTATIONS = (None, "wedge", "cube")
+
+
+def open_subtomograms(source, labels=None, *, class_names=None):
+    """Normalise a subtomogram source to ``(data, labels, class_names)``.
+
+    Parameters
+    ----------
+    source : SubtomogramSet, (N, Z, Y, X) array-like, or path
+        A :class:`cryoml.simulate.SubtomogramSet`; an array, ``np.memmap`` or ``h5py`` dataset;
+        or a path to a ``.h5`` set (opened lazily, not read into memory), a ``.npz`` set (read)
+        or a ``.npy`` array (memory-mapped).
+    labels : (N,) array of int, optional
+        Class indices (taken from the set when ``source`` is one).
+    class_names : list of str, optional
+        Names of the classes.
+
+    Returns
+    -------
+    data : (N, Z, Y, X) array-like
+    labels : (N,) ndarray of int or None
+    class_names : list of str or None
+
+    Raises
+    ------
+    CryomlError
+        For a missing file, an unknown suffix or a source that is not 4-D.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise CryomlError(f"{path}: no such subtomogram file. Check the path.")
+        suffix = path.suffix.lower()
+        if suffix in (".h5", ".hdf5"):
+            import json
+
+            import h5py
+
+            handle = h5py.File(path, "r")
+            if "data" not in handle:
+                raise CryomlError(
+                    f"{path}: no 'data' dataset; write sets with SubtomogramSet.save."
+                )
+            data = handle["data"]
+            if labels is None and "labels" in handle:
+                labels = handle["labels"][...]
+            if class_names is None and "meta" in handle.attrs:
+                class_names = json.loads(handle.attrs["meta"]).get("class_names")
+        elif suffix == ".npz":
+            from cryoml.simulate import SubtomogramSet
+
+            loaded = SubtomogramSet.load(path)
+            data, labels = loaded.data, loaded.labels if labels is None else labels
+            class_names = class_names or loaded.class_names
+        elif suffix == ".npy":
+            data = np.load(path, mmap_mode="r")
+        else:
+            raise CryomlError(f"{path}: read subtomograms from .h5, .npz or .npy files.")
+    elif hasattr(source, "data") and hasattr(source, "labels") and hasattr(source, "class_names"):
+        data = source.data
+        labels = source.labels if labels is None else labels
+        class_names = class_names or list(source.class_names)
+    else:
+        data = source
+    if not hasattr(data, "shape") or not hasattr(data, "__getitem__"):
+        data = np.asarray(data, dtype=np.float32)
+    if len(data.shape) != 4:
+        raise CryomlError(
+            f"subtomograms must be an (N, Z, Y, X) array; got shape {tuple(data.shape)}."
+        )
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+            raise CryomlError(
+                f"'labels' must be {data.shape[0]} whole numbers (one per subtomogram); got "
+                f"{labels.dtype} of shape {labels.shape}."
+            )
+        if labels.size and labels.min() < 0:
+            raise CryomlError("'labels' must be >= 0 (class indices).")
+    return data, labels, None if class_names is None else [str(n) for n in class_names]
+
+
+def read_batch(data, indices: np.ndarray) -> np.ndarray:
+    """Read ``data[indices]`` as float32 (sorted reads, as h5py needs; original order back)."""
+    indices = np.asarray(indices)
+    order = np.argsort(indices, kind="stable")
+    block = np.asarray(data[indices[order].tolist()] if not isinstance(data, np.ndarray)
+                       else data[indices[order]], dtype=np.float32)
+    out = np.empty_like(block)
+    out[order] = block
+    return out
+
+
+def standardize(batch: np.ndarray) -> np.ndarray:
+    """Zero mean, unit standard deviation per subtomogram (float32, (N, ...))."""
+    batch = np.asarray(batch, dtype=np.float32)
+    axes = tuple(range(1, batch.ndim))
+    mean = batch.mean(axis=axes, keepdims=True)
+    std = batch.std(axis=axes, keepdims=True)
+    return (batch - mean) / np.maximum(std, np.float32(1e-6))
+
+
+@functools.lru_cache(maxsize=1)
+def _cube_rotations() -> list[tuple[tuple[int, int, int], tuple[int, ...]]]:
+    """The 24 proper rotations of the cube as (axis permutation, flipped axes)."""
+    found = []
+    for perm in itertools.permutations(range(3)):
+        for flips in itertools.product((1, -1), repeat=3):
+            matrix = np.zeros((3, 3))
+            for row, (col, sign) in enumerate(zip(perm, flips, strict=True)):
+                matrix[row, col] = sign
+            if np.linalg.det(matrix) > 0:
+                found.append((perm, tuple(a for a in range(3) if flips[a] < 0)))
+    return found
+
+
+# 180° rotations about Z, Y and X (and identity): they keep a tilt-about-Y missing wedge in place.
+_WEDGE_ROTATIONS = [((0, 1, 2), ()), ((0, 1, 2), (1, 2)), ((0, 1, 2), (0, 2)), ((0, 1, 2), (0, 1))]
+
+
+def augment_batch(batch: np.ndarray, mode: str | None, rng: np.random.Generator) -> np.ndarray:
+    """Random proper rotations of each (Z, Y, X) volume of an (N, Z, Y, X) batch.
+
+    ``"wedge"``: identity or 180° about Z, Y or X — the rotations that keep a missing wedge
+    (tilt axis Y, beam Z) where it was, so augmented data look like real data. ``"cube"``: any
+    of the 24 rotations of the cube (the wedge moves; needs cubic boxes). None: unchanged.
+    """
+    if mode is None:
+        return batch
+    choices = _WEDGE_ROTATIONS if mode == "wedge" else _cube_rotations()
+    out = np.empty_like(batch)
+    for i, pick in enumerate(rng.integers(len(choices), size=len(batch))):
+        perm, flips = choices[pick]
+        volume = np.transpose(batch[i], perm)
+        if flips:
+            volume = np.flip(volume, axis=flips)
+        out[i] = volume
+    return out
+
+
+def make_batches(
+    data,
+    indices: np.ndarray,
+    *,
+    labels: np.ndarray | None = None,
+    n_classes: int | None = None,
+    batch_size: int = 64,
+    shuffle: bool = False,
+    augment: str | None = None,
+    normalize: bool = True,
+    seed: int = 0,
+    pad_last: bool = False,
+    workers: int = 1,
+):
+    """A :class:`keras.utils.PyDataset` over ``data[indices]`` (one-hot targets if labelled).
+
+    With ``workers`` > 1 batches are prepared in that many threads (reading and standardising
+    release the GIL); each batch's augmentation uses its own generator seeded by
+    (``seed``, epoch, batch), so results do not depend on the thread schedule.
+    """
+    import keras
+
+    class SubtomogramBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=int(workers), use_multiprocessing=False)
+            self.indices = np.asarray(indices)
+            self.epoch = 0
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(self.indices) if shuffle else self.indices
+
+        def __len__(self):
+            return max(1, int(np.ceil(len(self.indices) / batch_size)))
+
+        def __getitem__(self, item):
+            picked = self.order[item * batch_size : (item + 1) * batch_size]
+            n_real = len(picked)
+            if pad_last and n_real < batch_size:
+                picked = np.concatenate([picked, np.repeat(picked[-1:], batch_size - n_real)])
+            batch = read_batch(data, picked)
+            if normalize:
+                batch = standardize(batch)
+            if augment is not None:
+                batch_rng = np.random.default_rng([seed, self.epoch, item])
+                batch = augment_batch(batch, augment, batch_rng)
+            batch = batch[..., None]
+            if labels is None:
+                return (batch,)
+            targets = np.zeros((len(picked), n_classes), dtype=np.float32)
+            targets[np.arange(len(picked)), labels[picked]] = 1.0
+            return batch, targets
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            if shuffle:
+                self.order = self.rng.permutation(self.indices)
+
+    return SubtomogramBatches()

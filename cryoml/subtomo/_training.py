@@ -1,0 +1,504 @@
+"""Training and evaluating Inception3D / DSRF3D: the :class:`SubtomoClassifier` estimator.
+
+Recipes (:data:`RECIPES`):
+
+* ``paper`` (Xu et al. 2017): SGD with Nesterov momentum 0.9, learning rate 0.01 with the old
+  Keras ``decay=1e-6`` (``lr / (1 + 1e-6 · step)``, here
+  :class:`keras.optimizers.schedules.InverseTimeDecay`), batch 64, 20 epochs, categorical
+  cross-entropy, no augmentation.
+* ``modern``: Adam (learning rate 1e-3), batch 64, 20 epochs, random 3D rotations on the fly
+  (``augment="wedge"``: identity or 180° about Z, Y or X, the proper rotations that keep the
+  missing wedge in place; ``"cube"``: the 24 rotations of the cube).
+
+Each subtomogram is standardised (zero mean, unit s.d.) before it enters the network. Data are
+fed by a :class:`keras.utils.PyDataset` reading one batch at a time from an array, a memory map
+or an HDF5 dataset, so on-disk sets larger than RAM train too. A random ``validation_fraction``
+is held out; the weights with the lowest validation loss are kept (also on Ctrl-C), and with
+``checkpoint`` they are written to a ``.keras`` file whenever they improve.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cryoml._errors import CryomlError
+from cryoml._validation import check_random_state
+from cryoml.io._atomic import atomic_path
+from cryoml.subtomo._data import AUGMENTATIONS, make_batches, open_subtomograms
+from cryoml.subtomo.models import MODELS, build_model
+
+__all__ = ["RECIPES", "SubtomoClassifier", "classification_report"]
+
+logger = logging.getLogger(__name__)
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {
+        "optimizer": "sgd_nesterov",
+        "learning_rate": 0.01,
+        "decay": 1e-6,
+        "batch_size": 64,
+        "epochs": 20,
+        "augment": None,
+    },
+    "modern": {
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "decay": 0.0,
+        "batch_size": 64,
+        "epochs": 20,
+        "augment": "wedge",
+    },
+}
+
+_METADATA_NAME = "cryoml_subtomo.json"
+
+
+def classification_report(
+    true_labels: np.ndarray, predicted: np.ndarray, *, n_classes: int | None = None,
+    class_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """Accuracy, confusion matrix (rows: true, columns: predicted) and per-class recall.
+
+    Examples
+    --------
+    >>> report = classification_report(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]))
+    >>> report["accuracy"], report["per_class_recall"]
+    (0.75, [0.5, 1.0])
+    """
+    true_labels = np.asarray(true_labels, dtype=int)
+    predicted = np.asarray(predicted, dtype=int)
+    if true_labels.shape != predicted.shape or true_labels.ndim != 1:
+        raise CryomlError(
+            f"labels and predictions must be two 1-D arrays of one length; got "
+            f"{true_labels.shape} and {predicted.shape}."
+        )
+    n = int(n_classes or (max(true_labels.max(initial=0), predicted.max(initial=0)) + 1))
+    confusion = np.zeros((n, n), dtype=int)
+    np.add.at(confusion, (true_labels, predicted), 1)
+    totals = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(totals > 0, np.diag(confusion) / np.maximum(totals, 1), np.nan)
+    return {
+        "accuracy": float(np.mean(true_labels == predicted)) if len(true_labels) else float("nan"),
+        "confusion_matrix": confusion.tolist(),
+        "per_class_recall": [float(r) for r in recall],
+        "class_names": class_names,
+        "n": len(true_labels),
+    }
+
+
+class SubtomoClassifier:
+    """Subtomogram classifier: Inception3D or DSRF3D (estimator: fit / predict / evaluate).
+
+    Parameters
+    ----------
+    model : {"inception3d", "dsrf3d"}, default "inception3d"
+        Network (see :mod:`cryoml.subtomo.models`).
+    recipe : {"paper", "modern"}, default "paper"
+        Training recipe (:data:`RECIPES`); the options below override its values.
+    epochs, batch_size, learning_rate, augment : optional
+        Overrides of the recipe (``augment``: None, ``"wedge"`` or ``"cube"``).
+    validation_fraction : float, default 0.1
+        Fraction of the training set held out to choose the best weights (0: keep the last).
+    patience : int, optional
+        Stop after this many epochs without a better validation loss.
+    checkpoint : path, optional
+        ``.keras`` file written (overwritten) whenever the validation loss improves.
+    normalize : bool, default True
+        Standardise each subtomogram (zero mean, unit s.d.).
+    random_state : None, int or Generator
+        Seeds the split, the shuffling, the augmentation and Keras.
+    progress : bool, default True
+        tqdm bar over epochs.
+
+    Attributes
+    ----------
+    model_ : keras.Model
+        The trained network (layers ``"logits"`` and ``"softmax"``).
+    history_ : dict of str to list of float
+        Per-epoch ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``.
+    n_classes_ : int
+    class_names_ : list of str
+    input_shape_ : tuple of int
+        (Z, Y, X) of the subtomograms.
+    interrupted_ : bool
+        True when the last fit was stopped by KeyboardInterrupt.
+
+    Examples
+    --------
+    >>> clf = SubtomoClassifier(model="dsrf3d", recipe="modern", epochs=1)
+    >>> clf.model, clf.recipe
+    ('dsrf3d', 'modern')
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = "inception3d",
+        recipe: str = "paper",
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        learning_rate: float | None = None,
+        augment: str | bool | None = False,
+        validation_fraction: float = 0.1,
+        patience: int | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        normalize: bool = True,
+        random_state: int | np.random.Generator | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.model = model
+        self.recipe = recipe
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.augment = augment
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.checkpoint = checkpoint
+        self.normalize = normalize
+        self.random_state = random_state
+        self.progress = progress
+
+    # --- settings -------------------------------------------------------------------------
+
+    def _settings(self) -> dict[str, Any]:
+        if self.model not in MODELS:
+            raise CryomlError(f"unknown model {self.model!r}; choose one of {list(MODELS)}.")
+        if self.recipe not in RECIPES:
+            raise CryomlError(
+                f"unknown training recipe {self.recipe!r}; choose one of {sorted(RECIPES)}."
+            )
+        settings = dict(RECIPES[self.recipe])
+        for key in ("epochs", "batch_size", "learning_rate"):
+            value = getattr(self, key)
+            if value is not None:
+                settings[key] = value
+        if self.augment is not False:  # False = recipe default; None = no augmentation
+            settings["augment"] = self.augment
+        if settings["augment"] not in AUGMENTATIONS:
+            raise CryomlError(
+                f"'augment' must be one of {list(AUGMENTATIONS)}; got {settings['augment']!r}."
+            )
+        if int(settings["epochs"]) < 1 or int(settings["batch_size"]) < 1:
+            raise CryomlError(
+                f"'epochs' and 'batch_size' must be >= 1; got {settings['epochs']} and "
+                f"{settings['batch_size']}."
+            )
+        if not float(settings["learning_rate"]) > 0:
+            raise CryomlError(f"'learning_rate' must be > 0; got {settings['learning_rate']}.")
+        if not 0 <= float(self.validation_fraction) < 1:
+            raise CryomlError(
+                f"'validation_fraction' must be in [0, 1); got {self.validation_fraction}."
+            )
+        if self.patience is not None and int(self.patience) < 1:
+            raise CryomlError(f"'patience' must be >= 1 or None; got {self.patience}.")
+        if self.checkpoint is not None and Path(self.checkpoint).suffix != ".keras":
+            raise CryomlError(f"checkpoint {self.checkpoint}: use a .keras file name.")
+        return settings
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise CryomlError(
+                "this SubtomoClassifier is not trained yet: call fit() first or load a saved "
+                "network with SubtomoClassifier.load()."
+            )
+
+    # --- training -------------------------------------------------------------------------
+
+    def fit(self, data, labels=None, *, class_names=None, validation=None) -> SubtomoClassifier:
+        """Train on labelled subtomograms.
+
+        Parameters
+        ----------
+        data : SubtomogramSet, (N, Z, Y, X) array-like, or path
+            Subtomograms: an array, memory map, h5py dataset, a ``SubtomogramSet`` or a
+            ``.h5``/``.npz``/``.npy`` file (``.h5`` and ``.npy`` are read batch by batch).
+        labels : (N,) array of int, optional
+            Class indices (from the set when ``data`` is one).
+        class_names : list of str, optional
+            Names for the classes (default: ``"0"``, ``"1"``, ...).
+        validation : tuple (data, labels) or SubtomogramSet, optional
+            Validation data; default: a random ``validation_fraction`` of ``data``.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        CryomlError
+            For missing labels, fewer than two classes or bad settings.
+        """
+        settings = self._settings()
+        data, labels, class_names = open_subtomograms(data, labels, class_names=class_names)
+        if labels is None:
+            raise CryomlError("'labels' are needed to train (one class index per subtomogram).")
+        n_classes = int(max(labels.max() + 1, len(class_names or ())))
+        if n_classes < 2:
+            raise CryomlError("training needs at least two classes in 'labels'.")
+        import keras
+
+        rng = check_random_state(self.random_state)
+        keras.utils.set_random_seed(int(rng.integers(2**31 - 1)))
+        all_idx = np.arange(data.shape[0])
+        val_source = None
+        if validation is not None:
+            if isinstance(validation, tuple):
+                val_source = open_subtomograms(*validation)[:2]
+            else:
+                val_source = open_subtomograms(validation)[:2]
+            train_idx = all_idx
+        elif self.validation_fraction > 0 and len(all_idx) >= 10:
+            order = rng.permutation(all_idx)
+            n_val = max(1, round(self.validation_fraction * len(order)))
+            train_idx, val_idx = np.sort(order[n_val:]), np.sort(order[:n_val])
+            val_source = (data, labels, val_idx)
+        else:
+            train_idx = all_idx
+        batch_size = int(settings["batch_size"])
+        train_batches = make_batches(
+            data, train_idx, labels=labels, n_classes=n_classes, batch_size=batch_size,
+            shuffle=True, augment=settings["augment"], normalize=self.normalize,
+            seed=int(rng.integers(2**31 - 1)), workers=min(4, os.cpu_count() or 1),
+        )
+        val_batches = None
+        if val_source is not None:
+            v_data, v_labels = val_source[0], val_source[1]
+            v_idx = val_source[2] if len(val_source) == 3 else np.arange(v_data.shape[0])
+            val_batches = make_batches(
+                v_data, v_idx, labels=v_labels, n_classes=n_classes, batch_size=batch_size,
+                normalize=self.normalize,
+            )
+        self.input_shape_ = tuple(int(s) for s in data.shape[1:])
+        self.n_classes_ = n_classes
+        self.class_names_ = class_names or [str(i) for i in range(n_classes)]
+        self.model_ = build_model(self.model, self.input_shape_, n_classes)
+        self.model_.compile(
+            optimizer=self._optimizer(settings),
+            loss="categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        self.history_ = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+        self.settings_ = settings
+        self._run_fit(train_batches, val_batches, settings)
+        return self
+
+    @staticmethod
+    def _optimizer(settings: dict[str, Any]):
+        import keras
+
+        rate = float(settings["learning_rate"])
+        if settings.get("decay"):
+            rate = keras.optimizers.schedules.InverseTimeDecay(
+                rate, decay_steps=1, decay_rate=float(settings["decay"])
+            )
+        if settings["optimizer"] == "sgd_nesterov":
+            return keras.optimizers.SGD(learning_rate=rate, momentum=0.9, nesterov=True)
+        return keras.optimizers.Adam(learning_rate=rate)
+
+    def _run_fit(self, train_batches, val_batches, settings: dict[str, Any]) -> None:
+        import keras
+
+        epochs = int(settings["epochs"])
+        monitor = "val_loss" if val_batches is not None else "loss"
+        history = self.history_
+        checkpoint = None if self.checkpoint is None else Path(self.checkpoint)
+
+        class _Keeper(keras.callbacks.Callback):
+            """Keeps the best weights, records history, drives the bar and early stop."""
+
+            def __init__(self, patience, bar):
+                super().__init__()
+                self.best = math.inf
+                self.best_weights = None
+                self.patience = patience
+                self.wait = 0
+                self.bar = bar
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = logs or {}
+                for key in history:
+                    history[key].append(float(logs.get(key, np.nan)))
+                value = float(logs.get(monitor, np.nan))
+                if np.isfinite(value) and value < self.best:
+                    self.best, self.wait = value, 0
+                    self.best_weights = self.model.get_weights()
+                    if checkpoint is not None:
+                        self.model.save(checkpoint)
+                else:
+                    self.wait += 1
+                    if self.patience is not None and self.wait >= self.patience:
+                        self.model.stop_training = True
+                if self.bar is not None:
+                    self.bar.update(1)
+                    self.bar.set_postfix(
+                        loss=f"{logs.get('loss', np.nan):.3f}",
+                        val_acc=f"{logs.get('val_accuracy', np.nan):.3f}",
+                    )
+
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=epochs, desc=f"training {self.model}", unit="epoch")
+        keeper = _Keeper(None if self.patience is None else int(self.patience), bar)
+        self.interrupted_ = False
+        try:
+            self.model_.fit(
+                train_batches, epochs=epochs, validation_data=val_batches, verbose=0,
+                callbacks=[keeper],
+            )
+        except KeyboardInterrupt:
+            self.interrupted_ = True
+            logger.warning("training interrupted; keeping the best weights so far")
+        finally:
+            if bar is not None:
+                bar.close()
+        if keeper.best_weights is not None:
+            self.model_.set_weights(keeper.best_weights)
+        self.best_loss_ = keeper.best
+
+    # --- prediction -----------------------------------------------------------------------
+
+    def _check_input(self, data):
+        data, labels, _ = open_subtomograms(data)
+        if tuple(data.shape[1:]) != self.input_shape_:
+            raise CryomlError(
+                f"subtomograms are {tuple(data.shape[1:])} but the network takes "
+                f"{self.input_shape_}; cut or resample them to that box."
+            )
+        return data, labels
+
+    def transform(self, data, *, layer: str = "logits", batch_size: int = 256) -> np.ndarray:
+        """Outputs of a named layer (default: the linear ``"logits"`` layer), (N, features).
+
+        Raises
+        ------
+        CryomlError
+            If not fitted, for a wrong box or an unknown layer name.
+        """
+        self._check_fitted()
+        data, _ = self._check_input(data)
+        names = [lay.name for lay in self.model_.layers]
+        if layer not in names:
+            raise CryomlError(f"the network has no layer {layer!r}; its layers are {names}.")
+        import keras
+
+        if layer == self.model_.layers[-1].name:
+            model = self.model_
+        else:
+            model = keras.Model(self.model_.inputs, self.model_.get_layer(layer).output)
+        return predict_batches(model, data, batch_size=batch_size, normalize=self.normalize,
+                               progress=self.progress)
+
+    def predict_proba(self, data, *, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities, (N, n_classes)."""
+        return self.transform(data, layer="softmax", batch_size=batch_size)
+
+    def predict(self, data, *, batch_size: int = 256) -> np.ndarray:
+        """Predicted class indices, (N,)."""
+        return np.argmax(self.predict_proba(data, batch_size=batch_size), axis=1)
+
+    def evaluate(self, data, labels=None, *, batch_size: int = 256) -> dict[str, Any]:
+        """Accuracy, confusion matrix and per-class recall on labelled subtomograms.
+
+        Raises
+        ------
+        CryomlError
+            Without labels.
+        """
+        self._check_fitted()
+        data, labels, _ = open_subtomograms(data, labels)
+        if labels is None:
+            raise CryomlError("'labels' are needed to evaluate.")
+        predicted = self.predict(data, batch_size=batch_size)
+        return classification_report(
+            labels, predicted, n_classes=self.n_classes_, class_names=self.class_names_
+        )
+
+    # --- persistence ----------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Save as ``.keras`` with metadata (``cryoml_subtomo.json`` inside the archive)."""
+        self._check_fitted()
+        path = Path(path)
+        if path.suffix != ".keras":
+            raise CryomlError(f"{path}: networks are saved as .keras; use that suffix.")
+        meta = json.dumps({
+            "format": "cryoml.subtomo/1",
+            "model": self.model,
+            "recipe": self.recipe,
+            "settings": self.settings_,
+            "normalize": bool(self.normalize),
+            "input_shape": list(self.input_shape_),
+            "n_classes": self.n_classes_,
+            "class_names": self.class_names_,
+            "history": self.history_,
+        }, indent=1)
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            keras_tmp = tmp.with_name(tmp.stem + "_model.keras")
+            self.model_.save(keras_tmp)
+            with zipfile.ZipFile(keras_tmp, "a") as archive:
+                archive.writestr(_METADATA_NAME, meta)
+            os.replace(keras_tmp, tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, progress: bool = True) -> SubtomoClassifier:
+        """Load a network saved by :meth:`save`.
+
+        Raises
+        ------
+        CryomlError
+            For a missing file or one not saved by :meth:`save`.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise CryomlError(f"{path}: no such network file. Check the path.")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                meta = json.loads(archive.read(_METADATA_NAME))
+        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
+            raise CryomlError(
+                f"{path}: not a cryoml subtomogram network ({error}); save one with "
+                "SubtomoClassifier.save() or `cryoml subtomo train`."
+            ) from None
+        import keras
+
+        clf = cls(model=meta["model"], recipe=meta["recipe"], normalize=meta["normalize"],
+                  progress=progress)
+        clf.model_ = keras.models.load_model(path, compile=False)
+        clf.settings_ = meta["settings"]
+        clf.input_shape_ = tuple(meta["input_shape"])
+        clf.n_classes_ = int(meta["n_classes"])
+        clf.class_names_ = list(meta["class_names"])
+        clf.history_ = meta["history"]
+        return clf
+
+
+def predict_batches(
+    model, data, *, batch_size: int = 256, normalize: bool = True, progress: bool = False
+) -> np.ndarray:
+    """Run ``model`` over (N, Z, Y, X) subtomograms batch by batch (constant batch shape, so
+    compiled backends compile once); returns (N, ...) float32."""
+    n = int(data.shape[0])
+    batches = make_batches(data, np.arange(n), batch_size=batch_size, normalize=normalize,
+                           pad_last=n > batch_size)
+    parts = []
+    iterator = range(len(batches))
+    if progress and len(batches) > 4:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc="inference", unit="batch")
+    for item in iterator:
+        parts.append(np.asarray(model.predict_on_batch(batches[item][0]), dtype=np.float32))
+    return np.concatenate(parts)[:n]

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+from scipy import ndimage
+from scipy.spatial.transform import Rotation
+
+from cryoml.subtomo import (
+    align_to_reference,
+    average_aligned,
+    classify_and_average,
+    fsc_resolution_nm,
+    rotate_volume,
+    wedge_mask,
+)
+
+from .conftest import blob_shapes
+
+
+def _with_wedge(volume, tilt_range):
+    mask = wedge_mask(volume.shape, tilt_range)
+    filtered = np.fft.irfftn(np.fft.rfftn(volume) * mask, s=volume.shape, axes=(0, 1, 2))
+    return filtered.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def shape():
+    return ndimage.gaussian_filter(blob_shapes(1, 24, seed=7)[0], 0.7)
+
+
+def test_fsc_of_identical_volumes_is_one_and_of_noise_near_zero():
+    from cryoml.metrics import fsc
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(24, 24, 24))
+    _, curve = fsc(a, a)
+    assert np.allclose(curve, 1)
+    _, noise = fsc(a, rng.normal(size=(24, 24, 24)))
+    assert np.abs(noise[2:]).mean() < 0.1
+    assert fsc_resolution_nm(a, a, voxel_size=9.2) == pytest.approx(1.84)
+
+
+def test_alignment_recovers_a_known_rotation_and_shift_despite_the_wedge(shape):
+    truth = Rotation.from_euler("zyx", [40, 70, -25], degrees=True).as_matrix()
+    moved = _with_wedge(rotate_volume(shape, truth, shift=(1, -2, 1), order=3), 60)
+    found = align_to_reference(moved, shape, tilt_range=60, angular_step=30)
+    error = np.degrees(Rotation.from_matrix(found.rotations[0] @ truth.T).magnitude())
+    assert error < 8
+    np.testing.assert_allclose(found.shifts[0], [1, -2, 1], atol=0.7)
+
+
+def test_wedge_mask_observes_the_tilt_range():
+    mask = wedge_mask((32, 32, 32), 60, rfft=False)
+    kz, kx = 8, 2  # 76° from the X axis: missing
+    assert not mask[kz, 0, kx]
+    assert mask[2, 0, 8]
+    assert wedge_mask((8, 8, 8), None).all()
+
+
+def test_classification_separates_two_shapes_and_averages_them():
+    rng = np.random.default_rng(3)
+    shapes = ndimage.gaussian_filter(blob_shapes(2, 20, seed=11), (0, 0.7, 0.7, 0.7))
+    volumes, labels = [], []
+    for label in (0, 1):
+        for matrix in Rotation.random(5, random_state=rng.integers(1000)).as_matrix():
+            volume = _with_wedge(rotate_volume(shapes[label], matrix, order=3), 60)
+            volumes.append(volume + rng.normal(0, 0.02, volume.shape))
+            labels.append(label)
+    labels = np.array(labels)
+    result = classify_and_average(np.array(volumes, np.float32), 2, n_iterations=1,
+                                  tilt_range=60, angular_step=40, random_state=0)
+    agreement = np.mean(result.labels == labels)
+    assert max(agreement, 1 - agreement) == 1.0
+    for k in range(2):
+        truth = shapes[np.bincount(labels[result.labels == k]).argmax()]
+        pose = align_to_reference(result.averages[k], truth, tilt_range=None, angular_step=30)
+        aligned = average_aligned(result.averages[k][None], pose.rotations, pose.shifts,
+                                  tilt_range=None)
+        assert np.corrcoef(aligned.ravel(), truth.ravel())[0, 1] > 0.8

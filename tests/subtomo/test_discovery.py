@@ -1,0 +1,32 @@
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from cryoml._errors import CryomlError
+from cryoml.subtomo import XU2017_COMPLEXES, leave_one_out
+
+from .conftest import make_set
+
+
+def test_the_22_complexes_leave_out_the_ribosome_halves_and_the_largest_maps():
+    assert len(XU2017_COMPLEXES) == 22 == len(set(XU2017_COMPLEXES))
+    for excluded in ("4v4r_30S", "4v4r_50S", "4v94", "5mrc"):
+        assert excluded not in XU2017_COMPLEXES
+
+
+def test_leave_one_out_runs_end_to_end_and_reports_the_resolution():
+    data, labels, shapes = make_set(n_classes=3, n_per_class=10, box=16, noise=0.05, seed=4)
+    data = -data  # dense matter dark, as in cryo-ET
+    train = np.arange(len(labels)) % 2 == 0
+    truth = ndimage.gaussian_filter(shapes[2], 0.5)
+    result = leave_one_out(
+        (data[train], labels[train]), (data[~train], labels[~train]), 2, truth,
+        voxel_size=9.2, tilt_range=None, model="inception3d",
+        classifier_options={"epochs": 1, "batch_size": 8}, k=3, n_classes=2, n_iterations=1,
+        angular_step=45, random_state=0,
+    )
+    assert 1.8 <= result["resolution_nm"] < 100
+    assert result["success"] == (result["resolution_nm"] <= 7)
+    assert 0 < result["cluster_fraction_C"] <= 1
+    with pytest.raises(CryomlError, match="no member"):
+        leave_one_out((data, labels), (data, labels), 7, truth, voxel_size=9.2)
