@@ -69,7 +69,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few subtomograms (CPU)")
     parser.add_argument("--batch", type=int, default=256, help="inference batch size")
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                        help="bfloat16: Keras mixed precision for the networks")
     args = parser.parse_args()
+    if args.precision == "bfloat16":
+        import keras
+
+        keras.config.set_dtype_policy("mixed_bfloat16")
     import numpy as np
 
     from cryoml.subtomo import rotation_invariant_features
@@ -94,7 +100,8 @@ def main() -> None:
     }
     figures["targets"] = {"infer_per_s": 20000, "train_per_s": 5000, "rif_s_per_subtomo": 0.01}
     figures["settings"] = {"n_train": n_train, "n_infer": n_infer, "batch_infer": args.batch,
-                           "batch_train": 64, "box": 40, "quick": args.quick}
+                           "batch_train": 64, "box": 40, "quick": args.quick,
+                           "precision": args.precision}
     emit(figures)
 
 

@@ -279,6 +279,19 @@ def test_apply_engines_and_tiling_agree(segmenter, lines):
     np.testing.assert_allclose(tiled, reference, atol=1e-4)
 
 
+def test_fused_engine_upsamples_and_scales_on_the_device_like_the_host_path(segmenter, lines):
+    volume, _ = lines
+    volume = volume[:3, :, :126]
+    reference = apply_network(volume, segmenter, voxel_size=10.0, engine="keras", progress=False)
+    fused = apply_network(volume, segmenter, voxel_size=10.0, engine="fused", progress=False)
+    np.testing.assert_allclose(fused, reference, atol=1e-4)
+    half = apply_network(volume, segmenter, voxel_size=10.0, engine="fused",
+                         precision="bfloat16", progress=False)
+    # bfloat16 keeps 8 bits of mantissa: close to float32, not equal to it.
+    assert np.abs(half - reference).max() < 0.05 * max(reference.max(), 1e-3) + 0.02
+    assert not np.array_equal(half, reference)
+
+
 def test_apply_scales_training_positives_to_one(segmenter, trainset):
     output = segmenter.predict_tiles(trainset.tiles[trainset.is_positive])
     on = trainset.labels[trainset.is_positive] > 0.7
