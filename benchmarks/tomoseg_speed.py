@@ -115,7 +115,7 @@ def time_apply(
 
     volume = np.random.default_rng(0).normal(size=(n_slices, size, size)).astype(np.float32)
     options = {"voxel_size": 10.0, "engine": engine, "precision": precision, "progress": False}
-    apply_network(volume[:1], segmenter, **options)  # warm-up: compilation excluded
+    apply_network(volume, segmenter, **options)  # warm-up: compilation (same shapes) excluded
     wall, cpu = time.perf_counter(), time.process_time()
     output = apply_network(volume, segmenter, **options)
     seconds = (time.perf_counter() - wall) / n_slices, (time.process_time() - cpu) / n_slices

@@ -363,10 +363,13 @@ def apply_network(
 
         def _store(full: np.ndarray, z0: int) -> None:
             handle_data[z0 : z0 + len(full)] = full
-            stats["min"] = min(stats["min"], float(full.min()))
-            stats["max"] = max(stats["max"], float(full.max()))
-            stats["sum"] += float(full.sum(dtype=np.float64))
-            stats["sumsq"] += float(np.square(full, dtype=np.float64).sum())
+            if output is not None:  # header statistics are needed only for a file
+                flat = full.reshape(-1)
+                stats["min"] = min(stats["min"], float(flat.min()))
+                stats["max"] = max(stats["max"], float(flat.max()))
+                stats["sum"] += float(flat.sum(dtype=np.float64))
+                # BLAS dot: float32 accumulation is ample for an MRC header's r.m.s.
+                stats["sumsq"] += float(np.dot(flat, flat))
             if isinstance(volume, np.memmap):
                 _drop_pages(volume)
             if isinstance(handle_data, np.memmap):
