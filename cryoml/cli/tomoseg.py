@@ -7,6 +7,7 @@ examples:
   cryoml tomoseg train membrane_set.npz -o membrane2.keras --continue membrane.keras --lr 1e-5
   cryoml tomoseg preview membrane_set.npz membrane.keras -o preview.png
   cryoml tomoseg apply tomo_pre.mrc membrane.keras -o tomo_membrane.mrc
+  cryoml tomoseg apply "tomos/*.mrc" membrane.keras --out-dir seg/ --workers 2
   cryoml tomoseg merge tomo_membrane.mrc tomo_ribosome.mrc --names membrane ribosome \\
       -o tomo_labels.mrc
   cryoml tomoseg extract tomo_ribosome.mrc --box 32 -o ribosomes.star --average avg.mrc \\
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from cryoml.cli._batch import add_batch_args, run_files
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -71,11 +74,20 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tiles", type=int)
     p.add_argument("--overwrite", action="store_true")
 
-    p = sub.add_parser("apply", help="segment a tomogram slice by slice")
-    p.add_argument("tomogram", type=Path, help="preprocessed tomogram (read memory-mapped)")
+    p = sub.add_parser(
+        "apply",
+        help="segment tomograms slice by slice (one file, or many on a Dask cluster)",
+        description="Segment one tomogram (-o OUT.mrc), or many (files, quoted globs or "
+        "@list.txt, with --out-dir) on a Dask LocalCluster or a running scheduler; finished "
+        "files are recorded in a manifest and skipped when the command is run again.",
+    )
+    p.add_argument("tomograms", nargs="+", help="preprocessed tomogram(s), globs or @list.txt")
     p.add_argument("network", type=Path, help="trained .keras")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output MRC")
-    p.add_argument("--engine", choices=("auto", "keras", "fft"), default="auto")
+    p.add_argument("-o", "--output", type=Path, help="output MRC (one tomogram)")
+    p.add_argument("--out-dir", type=Path, help="output folder (many tomograms)")
+    p.add_argument("--engine", choices=("auto", "fused", "keras", "fft"), default="auto")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
+    add_batch_args(p)
     p.add_argument("--batch", type=int, dest="batch_size")
     p.add_argument("--tile", type=int, dest="tile_size", help="largest window edge")
     p.add_argument(
@@ -192,16 +204,36 @@ def main(args: argparse.Namespace) -> int:
             )
         print(args.output)
     elif step == "apply":
+        options = {
+            "override_voxel_size": args.ignore_voxel_size,
+            "engine": args.engine,
+            "precision": args.precision,
+            "batch_size": args.batch_size,
+            "tile_size": args.tile_size,
+        }
+        if args.out_dir is not None:
+            from cryoml.tomoseg._apply import apply_file
+
+            options["network"] = str(args.network.resolve())
+            return run_files(
+                apply_file,
+                args.tomograms,
+                out_dir=args.out_dir,
+                suffix=f"_{args.network.stem}.mrc",
+                options=options,
+                args=args,
+            )
+        if len(args.tomograms) != 1 or args.output is None:
+            raise CryomlError(
+                "give one tomogram with -o OUTPUT.mrc, or any number with --out-dir FOLDER."
+            )
         tomoseg.apply_network(
-            args.tomogram,
+            args.tomograms[0],
             args.network,
             output=args.output,
             overwrite=args.overwrite,
-            override_voxel_size=args.ignore_voxel_size,
-            engine=args.engine,
-            batch_size=args.batch_size,
-            tile_size=args.tile_size,
             progress=progress,
+            **options,
         )
         print(args.output)
     elif step == "merge":

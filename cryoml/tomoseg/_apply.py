@@ -28,7 +28,7 @@ import numpy as np
 
 from cryoml._errors import CryomlError
 
-__all__ = ["apply_network", "upsample2"]
+__all__ = ["apply_file", "apply_network", "upsample2"]
 
 logger = logging.getLogger(__name__)
 
@@ -442,3 +442,15 @@ def apply_network(
             )
     logger.info("wrote %s", output)
     return mrcfile.mmap(Path(output), mode="r").data
+
+
+def apply_file(input_path, output_path, *, network, **options) -> dict:
+    """Segment one tomogram file into ``output_path``; a task for :func:`cryoml.batch.run_batch`.
+
+    ``network`` is the path of a saved ``.keras`` network (each worker loads it); ``options``
+    are those of :func:`apply_network`.
+    """
+    result = apply_network(
+        input_path, network, output=output_path, overwrite=True, progress=False, **options
+    )
+    return {"shape": list(result.shape)}

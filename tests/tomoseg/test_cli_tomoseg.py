@@ -71,6 +71,21 @@ def test_the_whole_workflow_runs_from_the_command_line(tmp_path, capsys):
     seg = tmp_path / "seg.mrc"
     assert run("apply", str(tomo), str(net), "-o", str(seg)) == 0
     assert io.read_mrc(seg).data.shape == volume.shape
+    # Many tomograms at once: a glob, a Dask cluster, a manifest; reruns skip finished files.
+    batch_in = tmp_path / "batch"
+    batch_in.mkdir()
+    for name in ("a", "b"):
+        io.write_mrc(batch_in / f"{name}.mrc", volume, voxel_size=10.0)
+    out_dir = tmp_path / "segs"
+    args = ("apply", str(batch_in / "*.mrc"), str(net), "--out-dir", str(out_dir), "--workers", "1")
+    assert run(*args) == 0
+    for name in ("a", "b"):
+        np.testing.assert_allclose(
+            io.read_mrc(out_dir / f"{name}_{net.stem}.mrc").data, io.read_mrc(seg).data, atol=1e-5
+        )
+    capsys.readouterr()
+    assert run(*args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["skipped"] == 2
     labels = tmp_path / "labels.mrc"
     assert run("merge", str(seg), str(seg), "--names", "a", "b", "-o", str(labels)) == 0
     assert json.loads((tmp_path / "labels.json").read_text())["1"] == "a"
