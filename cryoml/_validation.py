@@ -8,7 +8,7 @@ import numpy as np
 
 from cryoml._errors import CryomlError
 
-__all__ = ["check_array", "check_positive", "check_random_state"]
+__all__ = ["check_array", "check_positive", "check_random_state", "check_training_settings"]
 
 
 def check_array(
@@ -99,3 +99,35 @@ def check_random_state(random_state: int | np.random.Generator | None) -> np.ran
     raise CryomlError(
         f"'random_state' must be None, an int or a numpy.random.Generator; got {random_state!r}."
     )
+
+
+def check_training_settings(
+    settings: dict, *, validation_fraction: float, patience: int | None
+) -> None:
+    """Check the settings every Keras estimator of cryoml shares.
+
+    Parameters
+    ----------
+    settings : dict
+        The resolved recipe, with ``epochs``, ``batch_size`` and ``learning_rate``.
+    validation_fraction : float
+        Share of the training data held out, in [0, 1).
+    patience : int or None
+        Epochs without improvement before stopping early (None: never).
+
+    Raises
+    ------
+    CryomlError
+        Naming the parameter and the value received.
+    """
+    if int(settings["epochs"]) < 1 or int(settings["batch_size"]) < 1:
+        raise CryomlError(
+            f"'epochs' and 'batch_size' must be >= 1; got {settings['epochs']} and "
+            f"{settings['batch_size']}."
+        )
+    if not float(settings["learning_rate"]) > 0:
+        raise CryomlError(f"'learning_rate' must be > 0; got {settings['learning_rate']}.")
+    if not 0 <= float(validation_fraction) < 1:
+        raise CryomlError(f"'validation_fraction' must be in [0, 1); got {validation_fraction}.")
+    if patience is not None and int(patience) < 1:
+        raise CryomlError(f"'patience' must be >= 1 or None; got {patience}.")

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from cryoml._errors import CryomlError, CryomlWarning
-from cryoml._validation import check_random_state
+from cryoml._validation import check_random_state, check_training_settings
 from cryoml.io._atomic import atomic_path
 from cryoml.tomoseg._trainset import TrainingSet
 
@@ -150,19 +150,9 @@ class TomoSegmenter:
             value = getattr(self, key)
             if value is not None:
                 settings[key] = value
-        if int(settings["epochs"]) < 1 or int(settings["batch_size"]) < 1:
-            raise CryomlError(
-                f"'epochs' and 'batch_size' must be >= 1; got {settings['epochs']} and "
-                f"{settings['batch_size']}."
-            )
-        if not float(settings["learning_rate"]) > 0:
-            raise CryomlError(f"'learning_rate' must be > 0; got {settings['learning_rate']}.")
-        if not 0 <= float(self.validation_fraction) < 1:
-            raise CryomlError(
-                f"'validation_fraction' must be in [0, 1); got {self.validation_fraction}."
-            )
-        if self.patience is not None and int(self.patience) < 1:
-            raise CryomlError(f"'patience' must be >= 1 or None; got {self.patience}.")
+        check_training_settings(
+            settings, validation_fraction=self.validation_fraction, patience=self.patience
+        )
         return settings
 
     def _check_fitted(self) -> None:
