@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import zipfile
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from cryoml._errors import CryomlError
+from cryoml._keras_fit import fit_keeping_best
 from cryoml._validation import check_random_state, check_training_settings
 from cryoml.io._atomic import atomic_path
 from cryoml.subtomo._data import AUGMENTATIONS, make_batches, open_subtomograms
@@ -296,66 +296,26 @@ class SubtomoClassifier:
         return keras.optimizers.Adam(learning_rate=rate)
 
     def _run_fit(self, train_batches, val_batches, settings: dict[str, Any]) -> None:
-        import keras
 
         epochs = int(settings["epochs"])
         monitor = "val_loss" if val_batches is not None else "loss"
         history = self.history_
         checkpoint = None if self.checkpoint is None else Path(self.checkpoint)
 
-        class _Keeper(keras.callbacks.Callback):
-            """Keeps the best weights, records history, drives the bar and early stop."""
+        def record(epoch, logs):
+            for key in history:
+                history[key].append(float(logs.get(key, np.nan)))
 
-            def __init__(self, patience, bar):
-                super().__init__()
-                self.best = math.inf
-                self.best_weights = None
-                self.patience = patience
-                self.wait = 0
-                self.bar = bar
-
-            def on_epoch_end(self, epoch, logs=None):
-                logs = logs or {}
-                for key in history:
-                    history[key].append(float(logs.get(key, np.nan)))
-                value = float(logs.get(monitor, np.nan))
-                if np.isfinite(value) and value < self.best:
-                    self.best, self.wait = value, 0
-                    self.best_weights = self.model.get_weights()
-                    if checkpoint is not None:
-                        self.model.save(checkpoint)
-                else:
-                    self.wait += 1
-                    if self.patience is not None and self.wait >= self.patience:
-                        self.model.stop_training = True
-                if self.bar is not None:
-                    self.bar.update(1)
-                    self.bar.set_postfix(
-                        loss=f"{logs.get('loss', np.nan):.3f}",
-                        val_acc=f"{logs.get('val_accuracy', np.nan):.3f}",
-                    )
-
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=epochs, desc=f"training {self.model}", unit="epoch")
-        keeper = _Keeper(None if self.patience is None else int(self.patience), bar)
-        self.interrupted_ = False
-        try:
-            self.model_.fit(
-                train_batches, epochs=epochs, validation_data=val_batches, verbose=0,
-                callbacks=[keeper],
-            )
-        except KeyboardInterrupt:
-            self.interrupted_ = True
-            logger.warning("training interrupted; keeping the best weights so far")
-        finally:
-            if bar is not None:
-                bar.close()
-        if keeper.best_weights is not None:
-            self.model_.set_weights(keeper.best_weights)
-        self.best_loss_ = keeper.best
+        self.best_loss_, self.interrupted_ = fit_keeping_best(
+            self.model_, train_batches, validation_data=val_batches, epochs=epochs,
+            monitor=monitor, patience=None if self.patience is None else int(self.patience),
+            progress=self.progress, description=f"training {self.model}",
+            on_epoch_end=record, checkpoint=checkpoint,
+            postfix=lambda logs, value: {
+                "loss": f"{logs.get('loss', np.nan):.3f}",
+                "val_acc": f"{logs.get('val_accuracy', np.nan):.3f}",
+            },
+        )
 
     # --- prediction -----------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import warnings
 import zipfile
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from cryoml._errors import CryomlError, CryomlWarning
+from cryoml._keras_fit import fit_keeping_best
 from cryoml._validation import check_random_state, check_training_settings
 from cryoml.io._atomic import atomic_path
 from cryoml.tomoseg._trainset import TrainingSet
@@ -267,7 +267,6 @@ class TomoSegmenter:
         self.model_.compile(optimizer=optimizer, loss=min1_log_mse)
 
     def _run_fit(self, train_x, train_y, val_data, settings: dict[str, Any]) -> None:
-        import keras
 
         base_rate = float(settings["learning_rate"])
         decay = float(settings["lr_decay"])
@@ -275,64 +274,22 @@ class TomoSegmenter:
         monitor = "val_loss" if val_data is not None else "loss"
         history = self.history_
 
-        class _Keeper(keras.callbacks.Callback):
-            """Keeps the best weights, records history, drives the bar and early stop."""
+        def set_rate(epoch):
+            self.model_.optimizer.learning_rate.assign(base_rate * decay**epoch)
 
-            def __init__(self, patience, bar):
-                super().__init__()
-                self.best = math.inf
-                self.best_weights = None
-                self.patience = patience
-                self.wait = 0
-                self.bar = bar
+        def record(epoch, logs):
+            history["loss"].append(float(logs.get("loss", np.nan)))
+            history["val_loss"].append(float(logs.get("val_loss", np.nan)))
+            history["learning_rate"].append(base_rate * decay**epoch)
 
-            def on_epoch_begin(self, epoch, logs=None):
-                self.model.optimizer.learning_rate.assign(base_rate * decay**epoch)
-
-            def on_epoch_end(self, epoch, logs=None):
-                logs = logs or {}
-                history["loss"].append(float(logs.get("loss", np.nan)))
-                history["val_loss"].append(float(logs.get("val_loss", np.nan)))
-                history["learning_rate"].append(base_rate * decay**epoch)
-                value = float(logs.get(monitor, np.nan))
-                if np.isfinite(value) and value < self.best:
-                    self.best, self.wait = value, 0
-                    self.best_weights = self.model.get_weights()
-                else:
-                    self.wait += 1
-                    if self.patience is not None and self.wait >= self.patience:
-                        self.model.stop_training = True
-                if self.bar is not None:
-                    self.bar.update(1)
-                    self.bar.set_postfix(loss=f"{value:.3f}")
-
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=epochs, desc=f"training {self.feature}", unit="epoch")
-        keeper = _Keeper(None if self.patience is None else int(self.patience), bar)
-        self.interrupted_ = False
-        try:
-            self.model_.fit(
-                train_x,
-                train_y,
-                batch_size=int(settings["batch_size"]),
-                epochs=epochs,
-                validation_data=val_data,
-                shuffle=True,
-                verbose=0,
-                callbacks=[keeper],
-            )
-        except KeyboardInterrupt:
-            self.interrupted_ = True
-            logger.warning("training interrupted; keeping the best weights so far")
-        finally:
-            if bar is not None:
-                bar.close()
-        if keeper.best_weights is not None:
-            self.model_.set_weights(keeper.best_weights)
-        self.best_loss_ = keeper.best
+        self.best_loss_, self.interrupted_ = fit_keeping_best(
+            self.model_, train_x, train_y, batch_size=int(settings["batch_size"]),
+            validation_data=val_data, shuffle=True, epochs=epochs, monitor=monitor,
+            patience=None if self.patience is None else int(self.patience),
+            progress=self.progress, description=f"training {self.feature}",
+            on_epoch_begin=set_rate, on_epoch_end=record,
+            postfix=lambda logs, value: {"loss": f"{value:.3f}"},
+        )
 
     def _amplitude(self, training_set: TrainingSet) -> float:
         positives = training_set.is_positive
