@@ -48,7 +48,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="2.5D: k neighbouring slices above and below as channels (default 0)",
     )
-    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
     p.add_argument("--overwrite", action="store_true")
 
@@ -64,7 +64,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--continue", type=Path, dest="continue_from", help="continue training this saved network"
     )
-    p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--seed", type=int, default=0, help="random seed of weights and shuffling (default 0)"
+    )
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("preview", help="(tile, mask, output) grid and loss history as PNG")
