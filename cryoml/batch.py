@@ -7,6 +7,8 @@ A *task* is a top-level (importable, picklable) function ``task(input_path, outp
   ``OUT_DIR/<input stem><suffix>``;
 * skips inputs already finished, as recorded in ``OUT_DIR/cryoml-manifest.json`` (input size and
   modification time must match, and the output must still exist with its recorded size);
+* with ``overwrite=False``, refuses (before any work) to replace output files that no earlier
+  run recorded in the manifest, such as hand-edited results;
 * runs the rest on a ``dask.distributed`` cluster: a local one by default
   (:class:`~dask.distributed.LocalCluster`), or any running scheduler by address — for example one
   started by dask-jobqueue on SLURM::
@@ -136,6 +138,15 @@ def _is_finished(entry: dict | None, input_path: Path, output_path: Path) -> boo
     )
 
 
+def _written_by_us(entry: dict | None, output_path: Path) -> bool:
+    # The manifest records this very file, unchanged since a run wrote it.
+    return (
+        entry is not None
+        and entry.get("output") == str(output_path)
+        and entry.get("output_size") == output_path.stat().st_size
+    )
+
+
 def _remove_stale_partials(out_dir: Path) -> None:
     for stale in out_dir.glob(f".*{_PARTIAL_TAG}*"):
         log.info("removing %s left by an interrupted run", stale)
@@ -176,6 +187,7 @@ def run_batch(
     resume: bool = True,
     retries: int = 2,
     progress: bool = True,
+    overwrite: bool = True,
 ) -> BatchReport:
     """Run ``task`` over every input file on a Dask cluster.
 
@@ -198,15 +210,26 @@ def run_batch(
     threads_per_worker : int, default 1
         Threads per LocalCluster worker.
     resume : bool, default True
-        Skip files the manifest shows finished.
+        Skip files the manifest shows finished (if False, process every input again; the
+        manifest keeps its records, updated as files finish).
     retries : int, default 2
         How often Dask retries a task that raised.
     progress : bool, default True
         Show a progress bar.
+    overwrite : bool, default True
+        Replace existing output files. If False, outputs that exist but that the manifest does
+        not record as written by an earlier run are an error (outputs recorded there are still
+        replaced when they are processed again).
 
     Returns
     -------
     BatchReport
+
+    Raises
+    ------
+    CryomlError
+        If an input pattern matches nothing, or ``overwrite`` is False and an output to be
+        written exists but is not recorded in the manifest.
     """
     from dask.distributed import Client, LocalCluster, as_completed
     from tqdm.auto import tqdm
@@ -215,7 +238,7 @@ def run_batch(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(out_dir)
-    manifest = _load_manifest(out_dir) if resume else {}
+    manifest = _load_manifest(out_dir)
     report = BatchReport()
     todo: list[tuple[Path, Path]] = []
     for path in files:
@@ -224,6 +247,18 @@ def run_batch(
             report.skipped.append(str(path))
         else:
             todo.append((path, output))
+    if not overwrite:
+        foreign = [
+            str(output)
+            for path, output in todo
+            if output.exists() and not _written_by_us(manifest.get(str(path)), output)
+        ]
+        if foreign:
+            raise CryomlError(
+                f"{len(foreign)} output file(s) already exist and no earlier run recorded them in "
+                f"{out_dir / MANIFEST_NAME}: {foreign[:5]}. Pass --overwrite (overwrite=True) to "
+                "replace them, or choose another output folder."
+            )
     if not todo:
         log.info("all %d files already finished (see %s)", len(files), out_dir / MANIFEST_NAME)
         return report

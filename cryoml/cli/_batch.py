@@ -33,8 +33,13 @@ def run_files(
     suffix: str,
     options: dict,
     args: argparse.Namespace,
+    overwrite: bool = True,
 ) -> int:
-    """Run ``task`` over the inputs through :func:`cryoml.batch.run_batch` and print a summary."""
+    """Run ``task`` over the inputs through :func:`cryoml.batch.run_batch` and print a summary.
+
+    ``overwrite=False`` refuses to replace output files that no earlier run recorded in the
+    manifest (see :func:`~cryoml.batch.run_batch`). Returns the exit status: 1 if a file failed.
+    """
     from cryoml.batch import run_batch
 
     report = run_batch(
@@ -47,6 +52,7 @@ def run_files(
         n_workers=args.workers,
         resume=args.resume,
         progress=not getattr(args, "quiet", False),
+        overwrite=overwrite,
     )
     print(
         json.dumps(

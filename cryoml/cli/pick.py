@@ -6,6 +6,8 @@ examples:
   cryoml pick train mic*.mrc --coords picks/*.star --preset 19s --recipe paper --out p.keras
   cryoml pick score picker.keras mic04.mrc --out mic04_scores.npz --method raster
   cryoml pick extract picker.keras mic04.mrc mic05.mrc --out-dir picks --format star
+  cryoml pick extract picker.keras "mics/*.mrc" --out-dir picks --workers 4     # on Dask
+  cryoml pick extract picker.keras @mics.txt --out-dir picks --scheduler tcp://head:8786
   cryoml pick evaluate picks/mic04.star --truth truth/mic04.box --radius 20 --plot pr.png
   cryoml pick template mic04.mrc --train-micrographs mic01.mrc --train-coords mic01.box \
       --box 64 --out-dir template_picks
@@ -17,6 +19,8 @@ import argparse
 import json
 import logging
 from pathlib import Path
+
+from cryoml.cli._batch import add_batch_args, run_files
 
 log = logging.getLogger("cryoml.cli.pick")
 
@@ -50,14 +54,26 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     score.add_argument("--out", type=Path, required=True, help="output .npz")
     score.add_argument("--overwrite", action="store_true")
 
-    extract = sub.add_parser("extract", help="pick particles and write .box / .star files")
+    extract = sub.add_parser(
+        "extract",
+        help="pick particles and write .box / .star files (many files on a Dask cluster)",
+        description="Pick micrographs (files, quoted globs or @list.txt) into OUT_DIR/<name>."
+        "<format>, one task per micrograph on a Dask LocalCluster or a running scheduler; "
+        "finished micrographs are recorded in a manifest and skipped when the command is run "
+        "again.",
+    )
     extract.add_argument("model", type=Path, help="picker .keras")
-    extract.add_argument("micrographs", nargs="+", type=Path)
+    extract.add_argument("micrographs", nargs="+", help="micrographs, globs or @list.txt")
     extract.add_argument("--threshold", type=float, help="default: the calibrated threshold")
     extract.add_argument("--method", choices=("dense", "raster"), default="dense")
     extract.add_argument("--format", choices=("box", "star", "csv", "json"), default="box")
     extract.add_argument("--out-dir", type=Path, required=True)
-    extract.add_argument("--overwrite", action="store_true")
+    extract.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace pick files in OUT_DIR that no earlier run recorded in its manifest",
+    )
+    add_batch_args(extract)
 
     evaluate = sub.add_parser("evaluate", help="precision, recall, F-beta, AP of picks vs truth")
     evaluate.add_argument("picks", nargs="+", type=Path, help="pick files (with scores)")
@@ -165,17 +181,25 @@ def main(args: argparse.Namespace) -> int:
         log.info("score map %s (step %d) -> %s", score_map.scores.shape, score_map.step, args.out)
         return 0
     if step == "extract":
-        picker = ParticlePicker.load(args.model)
-        _write_picks(
-            picker,
+        from cryoml.picking._batch import extract_file
+
+        sidecar = args.model.with_name(args.model.name + ".json")
+        for needed in (args.model, sidecar):
+            if not needed.is_file():
+                raise CryomlError(f"{needed}: no such file; a saved picker needs both files.")
+        return run_files(
+            extract_file,
             args.micrographs,
-            args.out_dir,
-            args.format,
-            args.threshold,
-            args.method,
-            args.overwrite,
+            out_dir=args.out_dir,
+            suffix=f".{args.format}",
+            options={
+                "model": str(args.model.resolve()),
+                "threshold": args.threshold,
+                "method": args.method,
+            },
+            args=args,
+            overwrite=args.overwrite,
         )
-        return 0
     if step == "evaluate":
         from cryoml import io
         from cryoml.picking import evaluate_picks, plot_precision_recall

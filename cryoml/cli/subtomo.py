@@ -4,6 +4,7 @@ examples:
   cryoml subtomo train train.h5 net.keras --model dsrf3d --recipe paper --epochs 20
   cryoml subtomo evaluate net.keras test.h5 --json report.json
   cryoml subtomo features net.keras test.h5 features.npy --layer logits
+  cryoml subtomo features net.keras "sets/*.h5" --out-dir features/ --workers 2   # on Dask
   cryoml subtomo subdivide features.npy clusters.json --k 100 --tsne tsne.png
   cryoml subtomo rif-svm train.h5 test.h5 --json rif.json
   cryoml subtomo discover train.h5 test.h5 --left-out 4 --true-map 1u6g net_without_4.json
@@ -15,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from cryoml.cli._batch import add_batch_args, run_files
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -39,12 +42,32 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     evaluate.add_argument("data", type=Path)
     evaluate.add_argument("--json", type=Path, help="write the report here")
 
-    features = sub.add_parser("features", help="linear-layer (or hidden-layer) features")
+    features = sub.add_parser(
+        "features",
+        help="linear-layer (or hidden-layer) features (many sets on a Dask cluster)",
+        usage="%(prog)s [options] network data output\n"
+        "       %(prog)s [options] network data [data ...] --out-dir OUT_DIR",
+        description="Features of one set (data output.npy), or of many (files, quoted globs or "
+        "@list.txt, with --out-dir: OUT_DIR/<name>_<layer>.npy each) on a Dask LocalCluster or "
+        "a running scheduler; finished sets are recorded in a manifest and skipped when the "
+        "command is run again.",
+    )
     features.add_argument("network", type=Path)
-    features.add_argument("data", type=Path)
-    features.add_argument("output", type=Path, help=".npy of (N, F) features")
+    features.add_argument(
+        "paths",
+        nargs="+",
+        metavar="data",
+        help="SubtomogramSet file(s) (.h5/.npz), globs or @list.txt, then, without --out-dir, "
+        "the output .npy of (N, F) features",
+    )
     features.add_argument("--layer", default="logits")
-    features.add_argument("--overwrite", action="store_true")
+    features.add_argument("--out-dir", type=Path, help="output folder (many sets)")
+    features.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the output (with --out-dir: files no earlier run recorded in its manifest)",
+    )
+    add_batch_args(features)
 
     subdivide = sub.add_parser("subdivide", help="k-means over-partitioning of features")
     subdivide.add_argument("features", type=Path, help=".npy of (N, F)")
@@ -66,8 +89,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     discover.add_argument("train", type=Path)
     discover.add_argument("test", type=Path)
     discover.add_argument("--left-out", required=True, help="class index or name")
-    discover.add_argument("--true-map", required=True,
-                          help="true density of that class: map name ('1u6g') or MRC path")
+    discover.add_argument(
+        "--true-map",
+        required=True,
+        help="true density of that class: map name ('1u6g') or MRC path",
+    )
     discover.add_argument("output", type=Path, help="JSON result")
     discover.add_argument("--model", choices=("inception3d", "dsrf3d"), default="dsrf3d")
     discover.add_argument("--epochs", type=int, default=20)
@@ -97,13 +123,21 @@ def main(args: argparse.Namespace) -> int:
 
         check_writable(args.output, overwrite=args.overwrite)
         clf = subtomo.SubtomoClassifier(
-            model=args.model, recipe=args.recipe, epochs=args.epochs, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, validation_fraction=args.validation_fraction,
-            checkpoint=args.checkpoint, random_state=args.seed, progress=progress,
+            model=args.model,
+            recipe=args.recipe,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            validation_fraction=args.validation_fraction,
+            checkpoint=args.checkpoint,
+            random_state=args.seed,
+            progress=progress,
         ).fit(args.data)
         clf.save(args.output, overwrite=args.overwrite)
-        print(f"saved {args.output} (best loss {clf.best_loss_:.4f}"
-              f"{', interrupted' if clf.interrupted_ else ''})")
+        print(
+            f"saved {args.output} (best loss {clf.best_loss_:.4f}"
+            f"{', interrupted' if clf.interrupted_ else ''})"
+        )
     elif step == "evaluate":
         clf = subtomo.SubtomoClassifier.load(args.network, progress=progress)
         report = clf.evaluate(args.data)
@@ -112,13 +146,31 @@ def main(args: argparse.Namespace) -> int:
             _write_json(args.json, report, overwrite=True)
     elif step == "features":
         from cryoml.io import atomic_path
+        from cryoml.subtomo._batch import features_file
 
-        clf = subtomo.SubtomoClassifier.load(args.network, progress=progress)
-        values = subtomo.linear_features(clf, args.data, layer=args.layer)
-        with atomic_path(args.output, overwrite=args.overwrite) as tmp:
-            with open(tmp, "wb") as handle:
-                np.save(handle, values)
-        print(f"features {values.shape} -> {args.output}")
+        if args.out_dir is not None:
+            if not args.network.is_file():
+                raise CryomlError(f"{args.network}: no such network file. Check the path.")
+            return run_files(
+                features_file,
+                args.paths,
+                out_dir=args.out_dir,
+                suffix=f"_{args.layer}.npy",
+                options={"network": str(args.network.resolve()), "layer": args.layer},
+                args=args,
+                overwrite=args.overwrite,
+            )
+        if len(args.paths) != 2:
+            raise CryomlError(
+                "give one set and the output (DATA OUTPUT.npy), or any number of sets with "
+                "--out-dir FOLDER."
+            )
+        data, output = map(Path, args.paths)
+        with atomic_path(output, overwrite=args.overwrite) as tmp:
+            result = features_file(
+                data, tmp, network=args.network, layer=args.layer, progress=progress
+            )
+        print(f"features {tuple(result['shape'])} -> {output}")
     elif step == "subdivide":
         if not args.features.is_file():
             raise CryomlError(f"{args.features}: no such features file.")
@@ -126,18 +178,27 @@ def main(args: argparse.Namespace) -> int:
         division = subtomo.subdivide(values, args.k, method=args.method, random_state=args.seed)
         payload = {"labels": division.labels.tolist(), "method": division.method, **division.stats}
         _write_json(args.output, payload, args.overwrite)
-        print(f"{args.k} clusters: max {division.stats['max']}, median "
-              f"{division.stats['median']}, {division.stats['n_le_10']} with <= 10 members")
+        print(
+            f"{args.k} clusters: max {division.stats['max']}, median "
+            f"{division.stats['median']}, {division.stats['n_le_10']} with <= 10 members"
+        )
         if args.tsne:
-            _save_tsne(args.tsne, subtomo.tsne_embedding(values, random_state=args.seed),
-                       division.labels, args.overwrite)
+            _save_tsne(
+                args.tsne,
+                subtomo.tsne_embedding(values, random_state=args.seed),
+                division.labels,
+                args.overwrite,
+            )
     elif step == "rif-svm":
-        model = subtomo.RIFSVM(max_degree=args.max_degree, random_state=args.seed,
-                               progress=progress).fit(args.train)
+        model = subtomo.RIFSVM(
+            max_degree=args.max_degree, random_state=args.seed, progress=progress
+        ).fit(args.train)
         report = model.evaluate(args.test)
         report["best_params"] = model.best_params_
-        print(f"RIF-SVM accuracy {report['accuracy']:.3f} (C={model.best_params_['C']}, "
-              f"gamma={model.best_params_['gamma']:.3g})")
+        print(
+            f"RIF-SVM accuracy {report['accuracy']:.3f} (C={model.best_params_['C']}, "
+            f"gamma={model.best_params_['gamma']:.3g})"
+        )
         if args.json:
             _write_json(args.json, report, overwrite=True)
     elif step == "discover":
@@ -146,19 +207,29 @@ def main(args: argparse.Namespace) -> int:
 
         check_writable(args.output, overwrite=args.overwrite)
         train, test = SubtomogramSet.load(args.train), SubtomogramSet.load(args.test)
-        left_out = (int(args.left_out) if args.left_out.isdigit()
-                    else test.class_names.index(args.left_out))
+        left_out = (
+            int(args.left_out) if args.left_out.isdigit() else test.class_names.index(args.left_out)
+        )
         voxel_size = float(test.params["voxel_size"])
         true_map = load_density(args.true_map, voxel_size=voxel_size, box=test.data.shape[1])
         result = subtomo.leave_one_out(
-            train, test, left_out, true_map, voxel_size=voxel_size,
-            tilt_range=test.params.get("tilt_range"), model=args.model,
-            classifier_options={"epochs": args.epochs}, k=args.k, random_state=args.seed,
+            train,
+            test,
+            left_out,
+            true_map,
+            voxel_size=voxel_size,
+            tilt_range=test.params.get("tilt_range"),
+            model=args.model,
+            classifier_options={"epochs": args.epochs},
+            k=args.k,
+            random_state=args.seed,
             progress=progress,
         )
         _write_json(args.output, result, args.overwrite)
-        print(f"class {test.class_names[left_out]}: {result['resolution_nm']:.1f} nm "
-              f"({'success' if result['success'] else 'miss'})")
+        print(
+            f"class {test.class_names[left_out]}: {result['resolution_nm']:.1f} nm "
+            f"({'success' if result['success'] else 'miss'})"
+        )
     return 0
 
 

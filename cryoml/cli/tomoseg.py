@@ -224,6 +224,7 @@ def main(args: argparse.Namespace) -> int:
                 suffix=f"_{args.network.stem}.mrc",
                 options=options,
                 args=args,
+                overwrite=args.overwrite,
             )
         if len(args.tomograms) != 1 or args.output is None:
             raise CryomlError(

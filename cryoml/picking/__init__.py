@@ -7,6 +7,8 @@
 * :func:`raster_score_map`, :func:`dense_score_map`, :func:`find_peaks`: the steps on their own.
 * :func:`evaluate_picks`, :func:`plot_precision_recall`: precision, recall, F-beta, PR and AP.
 * :class:`TemplateMatcher`: normalised cross-correlation picking (FindEM / RELION autopick).
+* :func:`extract_file`: pick one micrograph file into one coordinate file (a task for
+  :func:`cryoml.batch.run_batch`, as run by ``cryoml pick extract``).
 """
 
 import lazy_loader as _lazy

@@ -12,7 +12,10 @@ for the box rotated by 0, 90, 180 and 270°.
   one pass, and the map rotated back; the four maps are averaged. C1 and its mean pooling S2
   are computed together as a polyphase convolution (the input split into pool × pool phases),
   which gives the same numbers as convolution-then-pooling but runs several times faster on a
-  CPU, where a one-channel convolution with a large kernel is slow.
+  CPU, where a one-channel convolution with a large kernel is slow. The whole computation —
+  four rotations (0° with 180°, 90° with 270° as batches of two), the network, the rotations
+  back and the mean — is one Keras model compiled once per classifier, weights and micrograph
+  shape (XLA under JAX), so a GPU gets one launch per micrograph.
 
 The two agree to float precision wherever their grids coincide (tested): with ``step`` equal
 to the stride, at every position.
@@ -208,37 +211,41 @@ def _polyphase_kernel(kernel: np.ndarray, phases: int) -> np.ndarray:
     size, _, _, n_maps = kernel.shape
     s = phases
     reduced = (size + s - 2) // s + 1
-    out = np.zeros((reduced, reduced, s * s, s * s * n_maps), dtype=np.float32)
-    for a in range(reduced):
-        for p in range(s):
-            for r in range(s):
-                u = s * a + p - r
-                if not 0 <= u < size:
-                    continue
-                for b in range(reduced):
-                    for q in range(s):
-                        for t in range(s):
-                            v = s * b + q - t
-                            if 0 <= v < size:
-                                channel = (r * s + t) * n_maps
-                                out[a, b, p * s + q, channel : channel + n_maps] = kernel[u, v, 0]
-    return out
+    # Index the kernel padded by s on each side so that out-of-range taps read zeros.
+    padded = np.zeros((size + 2 * s + s * reduced,) * 2 + (n_maps,), dtype=np.float32)
+    padded[s : s + size, s : s + size] = kernel[:, :, 0, :]
+    a, p, r = np.meshgrid(np.arange(reduced), np.arange(s), np.arange(s), indexing="ij")
+    taps = s * a + p - r
+    taps = np.where((taps >= 0) & (taps < size), taps + s, 0)  # row 0 of the padding is zero
+    gathered = padded[taps[:, :, :, None, None, None], taps[None, None, None]]
+    # (A, p, r, B, q, t, M) -> (A, B, p, q, r, t, M)
+    gathered = gathered.transpose(0, 3, 1, 4, 2, 5, 6)
+    return np.ascontiguousarray(gathered.reshape(reduced, reduced, s * s, s * s * n_maps))
 
 
 class _DenseParameters:
     """The classifier's weights rearranged for the dense scorer (computed once per model)."""
 
-    def __init__(self, model):
+    @staticmethod
+    def layers(model) -> tuple:
+        """(C1, S2, C3, S4, C5, S6, output, S6 shape), or a clear error for other models."""
         try:
-            c1, c3, c5 = (model.get_layer(n) for n in ("C1", "C3", "C5"))
-            s2, s4, s6 = (model.get_layer(n) for n in ("S2", "S4", "S6"))
-            head = model.get_layer("output")
-            s6_shape = model.get_layer("flatten").input.shape
+            named = [model.get_layer(n) for n in ("C1", "S2", "C3", "S4", "C5", "S6", "output")]
+            return (*named, model.get_layer("flatten").input.shape)
         except ValueError:
             raise CryomlError(
                 "the dense scorer needs a model made by build_deepem_cnn (layers C1…S6, "
                 "flatten, output)."
             ) from None
+
+    @classmethod
+    def stride_of(cls, model) -> int:
+        """Grid step of the dense score map: the product of the three pools."""
+        _, s2, _, s4, _, s6, _, _ = cls.layers(model)
+        return int(np.prod([layer.pool_size[0] for layer in (s2, s4, s6)]))
+
+    def __init__(self, model):
+        c1, s2, c3, s4, c5, s6, head, s6_shape = self.layers(model)
         self.box_size = _box_size(model)
         self.pools = tuple(int(layer.pool_size[0]) for layer in (s2, s4, s6))
         self.stride = int(np.prod(self.pools))
@@ -256,31 +263,95 @@ class _DenseParameters:
         self.bh = bias
 
 
-def _dense_forward(image: np.ndarray, params: _DenseParameters) -> np.ndarray:
-    """Score map of one (H, W) normalised image, H and W on the stride grid."""
+def _dense_forward(images, params: _DenseParameters):
+    """Score maps (B, ny, nx) of a batch of (B, H, W) normalised images on the stride grid.
+
+    Written in ``keras.ops`` on tensors so that it compiles into one graph (see
+    :func:`_compiled_scorer`).
+    """
     from keras import ops
 
     s = params.pools[0]
-    height, width = image.shape
+    batch, height, width = images.shape
     # S2 rows needed: floor((H - k1 + 1) / s); the polyphase input must hold K' - 1 more.
     n2y = (height - params.k1 + 1) // s
     n2x = (width - params.k1 + 1) // s
     reduced = params.w1.shape[0]
-    pad_y = s * (n2y + reduced - 1) - height
-    pad_x = s * (n2x + reduced - 1) - width
-    padded = np.pad(image, ((0, max(pad_y, 0)), (0, max(pad_x, 0))))
-    padded = padded[: s * (n2y + reduced - 1), : s * (n2x + reduced - 1)]
-    hy, hx = padded.shape[0] // s, padded.shape[1] // s
-    phases = padded.reshape(hy, s, hx, s).transpose(0, 2, 1, 3).reshape(1, hy, hx, s * s)
-    x = ops.conv(ops.convert_to_tensor(phases), params.w1, padding="valid")
-    x = ops.sigmoid(x + params.b1)
-    x = ops.mean(ops.reshape(x, (1, n2y, n2x, s * s, params.n1)), axis=3)  # S2
+    want_y, want_x = s * (n2y + reduced - 1), s * (n2x + reduced - 1)
+    x = ops.pad(images, ((0, 0), (0, max(want_y - height, 0)), (0, max(want_x - width, 0))))
+    x = x[:, :want_y, :want_x]
+    hy, hx = want_y // s, want_x // s
+    x = ops.reshape(x, (batch, hy, s, hx, s))
+    x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4)), (batch, hy, hx, s * s))
+    x = ops.sigmoid(ops.conv(x, params.w1, padding="valid") + params.b1)  # C1, polyphase
+    x = ops.mean(ops.reshape(x, (batch, n2y, n2x, s * s, params.n1)), axis=3)  # S2
     x = ops.sigmoid(ops.conv(x, params.w3, padding="valid") + params.b3)  # C3
     x = ops.average_pool(x, params.pools[1], strides=params.pools[1], padding="valid")  # S4
     x = ops.sigmoid(ops.conv(x, params.w5, padding="valid") + params.b5)  # C5
     x = ops.average_pool(x, params.pools[2], strides=params.pools[2], padding="valid")  # S6
     x = ops.sigmoid(ops.conv(x, params.wh, padding="valid") + params.bh)
-    return np.asarray(ops.convert_to_numpy(x)[0, :, :, 0], dtype=np.float32)
+    return x[..., 0]
+
+
+def _rotation_averaged_scores(image, params: _DenseParameters, rotations: bool):
+    """Mean over k of rot90(score(rot90(image, k)), -k), for a (1, H, W) tensor.
+
+    Rotations by 0° and 180° (and by 90° and 270°) have the same shape and run as one batch.
+    With r(m) = rot90(m) = flip(mᵀ, 0): rot90(m, 2) = flip(m, (0, 1)), rot90(m, 3) = flip(mᵀ, 1).
+    """
+    from keras import ops
+
+    def turn(x, k):  # rot90 over the last two axes of a (B, H, W) tensor
+        if k == 0:
+            return x
+        if k == 2:
+            return ops.flip(ops.flip(x, 1), 2)
+        x = ops.transpose(x, (0, 2, 1))
+        return ops.flip(x, 1 if k == 1 else 2)
+
+    if not rotations:
+        return _dense_forward(image, params)
+    upright = _dense_forward(ops.concatenate([image, turn(image, 2)], axis=0), params)
+    sideways = _dense_forward(ops.concatenate([turn(image, 1), turn(image, 3)], axis=0), params)
+    total = upright[:1] + turn(upright[1:], 2) + turn(sideways[:1], 3) + turn(sideways[1:], 1)
+    return total / 4.0
+
+
+def _compiled_scorer(model, shape: tuple[int, int], rotations: bool):
+    """A Keras model scoring one (H, W) crop, compiled once per model, weights and shape.
+
+    ``predict_on_batch`` runs it as one compiled graph (XLA under JAX), so the GPU sees one
+    launch per micrograph instead of one per operation and rotation. Kept on the classifier
+    (keyed by a fingerprint of its weights, so retraining is noticed).
+    """
+    import hashlib
+
+    import keras
+
+    weights = model.get_weights()
+    digest = hashlib.blake2b(digest_size=16)
+    for array in weights:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    key = (digest.hexdigest(), tuple(shape), bool(rotations))
+    cache = model.__dict__.setdefault("_cryoml_dense_scorers", {})
+    if key not in cache:
+        if len(cache) >= 8:  # keep a few shapes; micrographs of a data set share one
+            cache.pop(next(iter(cache)))
+        params = _DenseParameters(model)
+
+        class DenseScorer(keras.layers.Layer):
+            def call(self, image):
+                return _rotation_averaged_scores(image, params, rotations)
+
+            def compute_output_spec(self, image):
+                ny = (shape[0] - params.box_size) // params.stride + 1
+                nx = (shape[1] - params.box_size) // params.stride + 1
+                return keras.KerasTensor((1, ny, nx), dtype="float32")
+
+        inputs = keras.Input(shape=tuple(shape), batch_size=1, name="micrograph")
+        scorer = keras.Model(inputs, DenseScorer(name="dense_scorer")(inputs))
+        cache[key] = (scorer, params)
+    return cache[key]
 
 
 def dense_score_map(
@@ -291,7 +362,10 @@ def dense_score_map(
     normalise: bool = True,
     progress: bool = False,
 ) -> ScoreMap:
-    """Score every box on the stride grid of a micrograph in one pass per rotation.
+    """Score every box on the stride grid of a micrograph in one compiled pass.
+
+    The first call for a given model and micrograph shape builds and compiles the scorer
+    (about a second); later calls reuse it.
 
     Parameters
     ----------
@@ -320,21 +394,18 @@ def dense_score_map(
     """
     from tqdm.auto import tqdm
 
-    params = _DenseParameters(model)
-    box = params.box_size
+    box = _box_size(model)
     data = _check_micrograph(micrograph, box)
     if normalise:
         data = normalise_micrograph(data)
-    stride = params.stride
+    stride = _DenseParameters.stride_of(model)
     ny = (data.shape[0] - box) // stride + 1
     nx = (data.shape[1] - box) // stride + 1
     # Crop so that (size - box) divides by the stride: then every rotation of the crop puts
     # the boxes of the unrotated grid onto its own grid.
     crop = data[: box + (ny - 1) * stride, : box + (nx - 1) * stride]
-    total = np.zeros((ny, nx), dtype=np.float64)
-    n_rot = 4 if rotations else 1
-    for k in tqdm(range(n_rot), disable=not progress, desc="dense scoring", leave=False):
-        rotated = np.ascontiguousarray(np.rot90(crop, k))
-        scores = _dense_forward(rotated, params)
-        total += np.rot90(scores, -k)
-    return ScoreMap((total / n_rot).astype(np.float32), stride, box, (0, 0), tuple(data.shape))
+    scorer, _ = _compiled_scorer(model, crop.shape, rotations)
+    with tqdm(total=1, disable=not progress, desc="dense scoring", leave=False) as bar:
+        scores = np.asarray(scorer.predict_on_batch(crop[None]), dtype=np.float32)[0]
+        bar.update()
+    return ScoreMap(scores, stride, box, (0, 0), tuple(data.shape))

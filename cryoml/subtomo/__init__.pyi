@@ -7,6 +7,7 @@ from ._averaging import fsc_resolution_nm as fsc_resolution_nm
 from ._averaging import rotate_volume as rotate_volume
 from ._averaging import rotation_grid as rotation_grid
 from ._averaging import wedge_mask as wedge_mask
+from ._batch import features_file as features_file
 from ._data import augment_batch as augment_batch
 from ._data import open_subtomograms as open_subtomograms
 from ._data import standardize as standardize

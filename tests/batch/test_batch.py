@@ -85,3 +85,28 @@ def test_a_killed_worker_leaves_no_partial_output_and_every_file_finishes(inputs
     )
     assert [Path(r["input"]).name for r in third.done] == ["t2.npy"]
     np.testing.assert_array_equal(np.load(out / "t2_x2.npy"), 14)
+
+
+@pytest.mark.slow
+def test_without_overwrite_only_outputs_recorded_in_the_manifest_are_replaced(inputs, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "t1_x2.npy").write_bytes(b"edited by hand")
+    batch = {"out_dir": out, "suffix": "_x2.npy", "n_workers": 1, "progress": False}
+    with pytest.raises(CryomlError, match="no earlier run recorded"):
+        run_batch(double_volume, [str(inputs / "*.npy")], overwrite=False, **batch)
+    assert (out / "t1_x2.npy").read_bytes() == b"edited by hand"
+    assert not (out / MANIFEST_NAME).exists()
+
+    (out / "t1_x2.npy").unlink()
+    first = run_batch(double_volume, [str(inputs / "*.npy")], overwrite=False, **batch)
+    assert len(first.done) == 4
+    # Outputs this folder's manifest records are ours to replace, e.g. with resume=False; the
+    # records of the other files are kept, so a normal run afterwards skips all four.
+    again = run_batch(
+        double_volume, [str(inputs / "t1.npy")], resume=False, overwrite=False, **batch
+    )
+    assert len(again.done) == 1
+    np.testing.assert_array_equal(np.load(out / "t1_x2.npy"), 2)
+    last = run_batch(double_volume, [str(inputs / "*.npy")], overwrite=False, **batch)
+    assert len(last.skipped) == 4 and not last.done

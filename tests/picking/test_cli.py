@@ -1,5 +1,6 @@
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,3 +135,44 @@ def test_mismatched_coordinate_count_is_an_error(toy_files):
                 str(folder / "x.keras"),
             ]
         )
+
+
+def test_extract_many_micrographs_on_dask_equals_one_at_a_time_and_rerun_skips(
+    toy_files, trained_picker, capsys
+):
+    from cryoml._errors import CryomlError
+
+    folder, mics, _ = toy_files
+    model = trained_picker.save(folder / "picker.keras")
+    out_dir = folder / "picks"
+    argv = ["extract", str(model), str(folder / "mic[23].mrc"), "--out-dir", str(out_dir)]
+    argv += ["--format", "star", "--threshold", "0.3", "--workers", "1"]
+    capsys.readouterr()
+    assert run(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["done"], summary["skipped"], summary["failed"]) == (2, 0, {})
+    for mic in mics[2:4]:
+        name = Path(mic).stem
+        # What the serial loop wrote before: the in-memory picker, one micrograph at a time.
+        picks = trained_picker.pick(io.read_image(mic), threshold=0.3, method="dense")
+        single = io.write_coordinates(
+            folder / f"{name}_single.star", picks, micrograph_name=Path(mic).name
+        )
+        written = (out_dir / f"{name}.star").read_text()
+
+        def body(text):  # the header comment holds the time of writing
+            return [line for line in text.splitlines() if not line.startswith("#")]
+
+        assert body(written) == body(single.read_text())
+        assert f"{name}.mrc" in written
+        again = io.read_coordinates(out_dir / f"{name}.star")
+        assert len(again) > 0 and again.scores is not None
+    assert run(argv) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["skipped"] == 2
+    # A pick file no run recorded (e.g. edited by hand) is not replaced without --overwrite.
+    (folder / "mine").mkdir()
+    (folder / "mine" / "mic2.star").write_text("hand-picked")
+    argv[argv.index(str(out_dir))] = str(folder / "mine")
+    with pytest.raises(CryomlError, match="--overwrite"):
+        run(argv)
+    assert (folder / "mine" / "mic2.star").read_text() == "hand-picked"

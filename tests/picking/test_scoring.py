@@ -85,3 +85,14 @@ def test_keras_dense_twin_gives_the_unrotated_raster_scores(sharp_model):
     scores = convert_to_numpy(twin(image[None, ..., None]))[0, ..., 0]
     raster = raster_score_map(sharp_model, image, step=8, rotations=False, normalise=False)
     np.testing.assert_allclose(scores, raster.scores, atol=1e-5)
+
+
+def test_dense_scorer_notices_new_weights(sharp_model):
+    # The compiled dense scorer is cached on the model; retraining must not serve stale scores.
+    image = np.random.default_rng(5).normal(size=(48 + 8 * 6, 48 + 8 * 6)).astype(np.float32)
+    before = dense_score_map(sharp_model, image).scores
+    sharp_model.set_weights([w * 0.9 for w in sharp_model.get_weights()])
+    after = dense_score_map(sharp_model, image)
+    raster = raster_score_map(sharp_model, image, step=after.step)
+    assert np.abs(after.scores - before).max() > 1e-3
+    np.testing.assert_allclose(after.scores, raster.scores, atol=1e-5)

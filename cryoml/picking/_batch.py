@@ -1,0 +1,57 @@
+"""Picking one micrograph file into one coordinate file: the task of ``cryoml pick extract``.
+
+:func:`extract_file` is a top-level function, so that :func:`cryoml.batch.run_batch` can send
+it to Dask workers; each call loads the picker from its path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["extract_file"]
+
+
+def extract_file(
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    *,
+    model: str | os.PathLike,
+    threshold: float | None = None,
+    method: str | None = None,
+) -> dict:
+    """Pick the particles of one micrograph file and write them; a task for ``run_batch``.
+
+    Parameters
+    ----------
+    input_path : str or path-like
+        Micrograph (MRC/TIFF).
+    output_path : str or path-like
+        Coordinate file to write (replaced if it exists); its suffix (``.box``, ``.star``,
+        ``.csv`` or ``.json``) gives the format.
+    model : str or path-like
+        Picker saved by :meth:`ParticlePicker.save` (``.keras`` with its ``.keras.json``).
+    threshold : float, optional
+        Score threshold; default: the picker's (calibrated) ``threshold_``.
+    method : {"dense", "raster"}, optional
+        Scoring method; default: the picker's ``scorer``.
+
+    Returns
+    -------
+    dict
+        ``{"micrograph": name, "picks": count}``.
+
+    Raises
+    ------
+    CryomlError
+        For a missing or unreadable model or micrograph, or a pixel-size mismatch.
+    """
+    from cryoml import io
+    from cryoml.picking._training import ParticlePicker
+
+    input_path = Path(input_path)
+    picker = ParticlePicker.load(model)
+    picker.progress = False
+    picks = picker.pick(io.read_image(input_path), threshold=threshold, method=method)
+    io.write_coordinates(output_path, picks, micrograph_name=input_path.name, overwrite=True)
+    return {"micrograph": input_path.name, "picks": len(picks)}
