@@ -4,7 +4,9 @@ The network is fully convolutional, so it runs on whole slices (or, for slices t
 memory, on overlapping windows whose seams are invisible because every window keeps a margin
 wider than the network's receptive field). The input may be memory-mapped, and the output is
 written slice by slice into an MRC memory map that is renamed onto its final name only when
-complete, so a 4096×4096×1024 tomogram never has to fit in RAM.
+complete, so a 4096×4096×1024 tomogram never has to fit in RAM. Reading the next batch of
+slices and writing the previous one run in helper threads while the network works on the
+current one.
 
 Two engines compute the same function:
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -377,50 +380,72 @@ def apply_network(
 
         from cryoml.tomoseg._trainset import slice_channels
 
+        def _load(z0: int) -> np.ndarray:
+            zs = range(z0, min(n_z, z0 + slices_per_step))
+            planes = np.stack([slice_channels(volume, z, k) for z in zs])
+            if (even_y, even_x) != (n_y, n_x):
+                planes = np.pad(
+                    planes,
+                    ((0, 0), (0, even_y - n_y), (0, even_x - n_x), (0, 0)),
+                    mode="reflect",
+                )
+            return planes
+
+        def _compute(planes: np.ndarray) -> np.ndarray:
+            if engine == "fused":
+                return forward(planes)[:, :n_y, :n_x]
+            half = np.empty((len(planes), even_y // 2, even_x // 2), np.float32)
+            jobs = [(b, sy, sx) for b in range(len(planes)) for sy in spans_y for sx in spans_x]
+            for j0 in range(0, len(jobs), batch_size):
+                group = jobs[j0 : j0 + batch_size]
+                batch = np.stack(
+                    [
+                        planes[b, sy[0] : sy[0] + window_y, sx[0] : sx[0] + window_x]
+                        for b, sy, sx in group
+                    ]
+                )
+                if len(group) < batch_size and len(jobs) > batch_size:
+                    filler = np.zeros((batch_size - len(group), *batch.shape[1:]), np.float32)
+                    batch = np.concatenate([batch, filler])
+                result = forward(batch)
+                for i, (b, sy, sx) in enumerate(group):
+                    (wy, cy0, cy1), (wx, cx0, cx1) = sy, sx
+                    half[b, cy0 // 2 : cy1 // 2, cx0 // 2 : cx1 // 2] = result[
+                        i, (cy0 - wy) // 2 : (cy1 - wy) // 2, (cx0 - wx) // 2 : (cx1 - wx) // 2
+                    ]
+            full = upsample2(half, (even_y, even_x))[:, :n_y, :n_x]
+            np.maximum(full, 0, out=full)
+            full /= amplitude
+            return full
+
         bar = tqdm(
             total=n_z, desc=f"applying {segmenter.feature}", unit="slice", disable=not progress
         )
-        try:
-            for z0 in range(0, n_z, slices_per_step):
-                zs = range(z0, min(n_z, z0 + slices_per_step))
-                planes = np.stack([slice_channels(volume, z, k) for z in zs])
-                if (even_y, even_x) != (n_y, n_x):
-                    planes = np.pad(
-                        planes,
-                        ((0, 0), (0, even_y - n_y), (0, even_x - n_x), (0, 0)),
-                        mode="reflect",
-                    )
-                if engine == "fused":
-                    full = forward(planes)[:, :n_y, :n_x]
-                    _store(full, z0)
-                    bar.update(len(zs))
-                    continue
-                half = np.empty((len(zs), even_y // 2, even_x // 2), np.float32)
-                jobs = [(b, sy, sx) for b in range(len(zs)) for sy in spans_y for sx in spans_x]
-                for j0 in range(0, len(jobs), batch_size):
-                    group = jobs[j0 : j0 + batch_size]
-                    batch = np.stack(
-                        [
-                            planes[b, sy[0] : sy[0] + window_y, sx[0] : sx[0] + window_x]
-                            for b, sy, sx in group
-                        ]
-                    )
-                    if len(group) < batch_size and len(jobs) > batch_size:
-                        filler = np.zeros((batch_size - len(group), *batch.shape[1:]), np.float32)
-                        batch = np.concatenate([batch, filler])
-                    result = forward(batch)
-                    for i, (b, sy, sx) in enumerate(group):
-                        (wy, cy0, cy1), (wx, cx0, cx1) = sy, sx
-                        half[b, cy0 // 2 : cy1 // 2, cx0 // 2 : cx1 // 2] = result[
-                            i, (cy0 - wy) // 2 : (cy1 - wy) // 2, (cx0 - wx) // 2 : (cx1 - wx) // 2
-                        ]
-                full = upsample2(half, (even_y, even_x))[:, :n_y, :n_x]
-                np.maximum(full, 0, out=full)
-                full /= amplitude
-                _store(full, z0)
-                bar.update(len(zs))
-        finally:
-            bar.close()
+        # Three stages in a pipeline: while the network works on batch i (this thread), a
+        # helper thread reads and stacks batch i + 1 and another writes batch i − 1, so on a
+        # GPU the device does not wait for the disk. Reads, copies and the device all release
+        # the GIL. At most three batches are in memory at once.
+        starts = list(range(0, n_z, slices_per_step))
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cryoml-apply") as pool:
+            loading = pool.submit(_load, starts[0])
+            writing = None
+            try:
+                for i, z0 in enumerate(starts):
+                    planes = loading.result()
+                    if i + 1 < len(starts):
+                        loading = pool.submit(_load, starts[i + 1])
+                    full = _compute(planes)
+                    del planes
+                    if writing is not None:
+                        writing.result()
+                        bar.update(slices_per_step)
+                    writing = pool.submit(_store, full, z0)
+                if writing is not None:
+                    writing.result()
+                    bar.update(n_z - starts[-1])
+            finally:
+                loading.cancel()
+                bar.close()
 
     if output is None:
         result = np.empty(volume.shape, np.float32)

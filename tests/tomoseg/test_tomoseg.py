@@ -310,6 +310,47 @@ def test_apply_writes_a_memory_mapped_mrc_from_a_memory_mapped_input(segmenter, 
         apply_network(source, segmenter, output=tmp_path / "seg.mrc", progress=False)
 
 
+def test_pipelined_apply_keeps_every_slice_in_place_and_the_header_right(
+    segmenter, lines, tmp_path
+):
+    # Reading, computing and writing overlap (three batches in flight): one slice per batch
+    # and an uneven last batch must give the same volume as one batch of everything.
+    volume, _ = lines
+    volume = volume[:5]
+    source = io.write_mrc(tmp_path / "tomo.mrc", volume, voxel_size=10.0)
+    whole = apply_network(volume, segmenter, voxel_size=10.0, engine="keras",
+                          batch_size=5, progress=False)
+    for batch_size in (1, 2):
+        target = tmp_path / f"seg{batch_size}.mrc"
+        apply_network(source, segmenter, output=target, engine="keras",
+                      batch_size=batch_size, progress=False)
+        np.testing.assert_allclose(io.read_mrc(target).data, whole, atol=1e-5)
+    import mrcfile
+
+    with mrcfile.open(tmp_path / "seg1.mrc", permissive=True) as handle:
+        assert float(handle.header.dmean) == pytest.approx(float(whole.mean()), rel=1e-4)
+        assert float(handle.header.dmax) == pytest.approx(float(whole.max()), rel=1e-5)
+
+
+def test_a_failure_during_apply_leaves_no_output(segmenter, lines, tmp_path, monkeypatch):
+    from cryoml.tomoseg import _apply
+
+    volume, _ = lines
+    calls = []
+
+    def failing_forward(self, batch):
+        calls.append(len(batch))
+        if len(calls) == 3:
+            raise RuntimeError("device lost")
+        return np.zeros((len(batch), batch.shape[1] // 2, batch.shape[2] // 2), np.float32)
+
+    monkeypatch.setattr(_apply._KerasForward, "__call__", failing_forward)
+    with pytest.raises(RuntimeError, match="device lost"):
+        apply_network(volume[:6], segmenter, voxel_size=10.0, engine="keras", batch_size=1,
+                      output=tmp_path / "seg.mrc", progress=False)
+    assert not list(tmp_path.iterdir())
+
+
 def test_apply_refuses_a_different_voxel_size_unless_overridden(segmenter, lines):
     volume, _ = lines
     with pytest.raises(CryomlError, match="voxel size mismatch"):
