@@ -29,6 +29,7 @@ def fit_keeping_best(
     on_epoch_end: Callable[[int, dict], None] | None = None,
     postfix: Callable[[dict, float], dict] | None = None,
     checkpoint: Path | None = None,
+    callbacks: list | None = None,
     **fit_kwargs,
 ) -> tuple[float, bool]:
     """Run ``model.fit`` and leave the model holding its best weights.
@@ -55,6 +56,9 @@ def fit_keeping_best(
         ``postfix(logs, monitored_value) -> dict`` shown on the bar.
     checkpoint : pathlib.Path, optional
         Save the model here whenever it improves.
+    callbacks : list of keras.callbacks.Callback, optional
+        Called after the one that keeps the best weights (which are restored at the end even
+        when one of these stops training).
 
     Returns
     -------
@@ -104,7 +108,8 @@ def fit_keeping_best(
     keeper = _Keeper()
     interrupted = False
     try:
-        model.fit(*fit_args, epochs=epochs, verbose=0, callbacks=[keeper], **fit_kwargs)
+        model.fit(*fit_args, epochs=epochs, verbose=0, callbacks=[keeper, *(callbacks or [])],
+                  **fit_kwargs)
     except KeyboardInterrupt:
         interrupted = True
         logger.warning("training interrupted; keeping the best weights so far")

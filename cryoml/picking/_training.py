@@ -327,6 +327,8 @@ class ParticlePicker(_PickingMixin):
         micrographs,
         particles,
         negatives=None,
+        *,
+        callbacks: list | None = None,
     ) -> ParticlePicker:
         """Train on boxes cut from micrographs around particle (and non-particle) centres.
 
@@ -339,6 +341,9 @@ class ParticlePicker(_PickingMixin):
         negatives : list of Particles or (N, 2) ndarray, optional
             Non-particle centres per micrograph. Default: ``negative_ratio`` × the positives,
             at random at least one particle diameter from every positive.
+        callbacks : list of keras.callbacks.Callback, optional
+            More Keras callbacks for ``model.fit`` (for example
+            :meth:`cryoml.widgets.TrainingMonitor.callback`).
 
         Returns
         -------
@@ -357,15 +362,19 @@ class ParticlePicker(_PickingMixin):
             _, negatives = self._lists(micrographs, negatives, "negatives")
         boxes, labels, pixel_size = self._collect(micrographs, particles, negatives, rng)
         self.pixel_size_ = pixel_size
-        return self._fit_boxes(boxes, labels, rng)
+        return self._fit_boxes(boxes, labels, rng, callbacks=callbacks)
 
-    def fit_boxes(self, boxes: np.ndarray, labels: np.ndarray) -> ParticlePicker:
+    def fit_boxes(
+        self, boxes: np.ndarray, labels: np.ndarray, *, callbacks: list | None = None
+    ) -> ParticlePicker:
         """Train from ready-cut boxes (normalised as the micrographs they come from).
 
         Parameters
         ----------
         boxes : (N, box, box) ndarray
         labels : (N,) array_like of 0/1
+        callbacks : list of keras.callbacks.Callback, optional
+            More Keras callbacks for ``model.fit``.
 
         Returns
         -------
@@ -376,7 +385,7 @@ class ParticlePicker(_PickingMixin):
         rng = check_random_state(self.random_state)
         self._rng = rng
         self.pixel_size_ = None
-        return self._fit_boxes(boxes, labels, rng)
+        return self._fit_boxes(boxes, labels, rng, callbacks=callbacks)
 
     def _check_boxes(self, boxes, labels):
         box = self.architecture_.box_size
@@ -434,7 +443,9 @@ class ParticlePicker(_PickingMixin):
             )
         return boxes, labels, (pixel_sizes.pop() if pixel_sizes else None)
 
-    def _fit_boxes(self, boxes, labels, rng, *, warm_start: bool = False) -> ParticlePicker:
+    def _fit_boxes(
+        self, boxes, labels, rng, *, warm_start: bool = False, callbacks=None
+    ) -> ParticlePicker:
         positives = boxes[labels == 1]
         if self.sd_quantiles is not None:
             self.sd_band_ = estimate_sd_band(
@@ -444,7 +455,7 @@ class ParticlePicker(_PickingMixin):
             self.sd_band_ = None
         self.training_boxes_ = boxes
         self.training_labels_ = labels
-        self._train(boxes, labels, rng, warm_start=warm_start)
+        self._train(boxes, labels, rng, warm_start=warm_start, callbacks=callbacks)
         if not hasattr(self, "threshold_"):
             self.threshold_ = 0.5
             self.calibration_ = None
@@ -483,7 +494,7 @@ class ParticlePicker(_PickingMixin):
                 metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.5)],
             )
 
-    def _train(self, boxes, labels, rng, *, warm_start: bool):
+    def _train(self, boxes, labels, rng, *, warm_start: bool, callbacks=None):
         import keras
 
         from cryoml.picking.models import build_deepem_cnn
@@ -506,7 +517,7 @@ class ParticlePicker(_PickingMixin):
                 _rotations(boxes[validation])[..., None],
                 np.tile(labels[validation], 4),
             )
-        callbacks = [_ProgressCallback(self.epochs, self.progress)]
+        callbacks = [_ProgressCallback(self.epochs, self.progress), *(callbacks or [])]
         try:
             history = self.model_.fit(
                 train_x,
@@ -539,6 +550,7 @@ class ParticlePicker(_PickingMixin):
         false_picks,
         *,
         warm_start: bool = False,
+        callbacks: list | None = None,
     ) -> ParticlePicker:
         """Recursive training: add verified picks from new micrographs and train again.
 
@@ -554,6 +566,9 @@ class ParticlePicker(_PickingMixin):
             Verified picks per micrograph (see :func:`cryoml.picking.split_picks`).
         warm_start : bool, default False
             Continue from the current weights instead of starting afresh.
+        callbacks : list of keras.callbacks.Callback, optional
+            More Keras callbacks for ``model.fit`` (for example
+            :meth:`cryoml.widgets.TrainingMonitor.callback`).
 
         Returns
         -------
@@ -575,7 +590,11 @@ class ParticlePicker(_PickingMixin):
         log.info("recursive training: %d verified boxes added", added)
         rng = getattr(self, "_rng", None) or check_random_state(self.random_state)
         return self._fit_boxes(
-            np.concatenate(new_boxes), np.concatenate(new_labels), rng, warm_start=warm_start
+            np.concatenate(new_boxes),
+            np.concatenate(new_labels),
+            rng,
+            warm_start=warm_start,
+            callbacks=callbacks,
         )
 
     # --- recognition ------------------------------------------------------------------------

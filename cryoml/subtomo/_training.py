@@ -204,7 +204,9 @@ class SubtomoClassifier:
 
     # --- training -------------------------------------------------------------------------
 
-    def fit(self, data, labels=None, *, class_names=None, validation=None) -> SubtomoClassifier:
+    def fit(
+        self, data, labels=None, *, class_names=None, validation=None, callbacks=None
+    ) -> SubtomoClassifier:
         """Train on labelled subtomograms.
 
         Parameters
@@ -218,6 +220,10 @@ class SubtomoClassifier:
             Names for the classes (default: ``"0"``, ``"1"``, ...).
         validation : tuple (data, labels) or SubtomogramSet, optional
             Validation data; default: a random ``validation_fraction`` of ``data``.
+        callbacks : list of keras.callbacks.Callback, optional
+            More Keras callbacks for ``model.fit`` (for example
+            :meth:`cryoml.widgets.TrainingMonitor.callback`). Stopping training from a callback
+            (``model.stop_training = True``) keeps the best weights.
 
         Returns
         -------
@@ -279,7 +285,7 @@ class SubtomoClassifier:
         )
         self.history_ = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
         self.settings_ = settings
-        self._run_fit(train_batches, val_batches, settings)
+        self._run_fit(train_batches, val_batches, settings, callbacks)
         return self
 
     @staticmethod
@@ -295,7 +301,7 @@ class SubtomoClassifier:
             return keras.optimizers.SGD(learning_rate=rate, momentum=0.9, nesterov=True)
         return keras.optimizers.Adam(learning_rate=rate)
 
-    def _run_fit(self, train_batches, val_batches, settings: dict[str, Any]) -> None:
+    def _run_fit(self, train_batches, val_batches, settings: dict[str, Any], callbacks) -> None:
 
         epochs = int(settings["epochs"])
         monitor = "val_loss" if val_batches is not None else "loss"
@@ -310,7 +316,7 @@ class SubtomoClassifier:
             self.model_, train_batches, validation_data=val_batches, epochs=epochs,
             monitor=monitor, patience=None if self.patience is None else int(self.patience),
             progress=self.progress, description=f"training {self.model}",
-            on_epoch_end=record, checkpoint=checkpoint,
+            on_epoch_end=record, checkpoint=checkpoint, callbacks=callbacks,
             postfix=lambda logs, value: {
                 "loss": f"{logs.get('loss', np.nan):.3f}",
                 "val_acc": f"{logs.get('val_accuracy', np.nan):.3f}",

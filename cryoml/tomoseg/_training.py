@@ -170,6 +170,7 @@ class TomoSegmenter:
         *,
         continue_training: bool = False,
         validation: TrainingSet | None = None,
+        callbacks: list | None = None,
     ) -> TomoSegmenter:
         """Train on a :class:`TrainingSet`.
 
@@ -182,6 +183,10 @@ class TomoSegmenter:
             pass a smaller ``learning_rate`` for fine-tuning.
         validation : TrainingSet, optional
             Validation tiles; default: a random ``validation_fraction`` of ``training_set``.
+        callbacks : list of keras.callbacks.Callback, optional
+            More Keras callbacks for ``model.fit`` (for example
+            :meth:`cryoml.widgets.TrainingMonitor.callback`). Stopping training from a callback
+            (``model.stop_training = True``) keeps the best weights.
 
         Returns
         -------
@@ -249,7 +254,7 @@ class TomoSegmenter:
             self.preprocess_ = dict(training_set.preprocess)
             self.n_neighbours_ = int(training_set.n_neighbours)
         self._compile(settings)
-        self._run_fit(train_x, train_y, val_data, settings)
+        self._run_fit(train_x, train_y, val_data, settings, callbacks)
         self.amplitude_ = self._amplitude(training_set)
         self.settings_ = settings
         return self
@@ -266,7 +271,7 @@ class TomoSegmenter:
             optimizer = keras.optimizers.Adam(learning_rate=rate)
         self.model_.compile(optimizer=optimizer, loss=min1_log_mse)
 
-    def _run_fit(self, train_x, train_y, val_data, settings: dict[str, Any]) -> None:
+    def _run_fit(self, train_x, train_y, val_data, settings: dict[str, Any], callbacks) -> None:
 
         base_rate = float(settings["learning_rate"])
         decay = float(settings["lr_decay"])
@@ -288,7 +293,7 @@ class TomoSegmenter:
             patience=None if self.patience is None else int(self.patience),
             progress=self.progress, description=f"training {self.feature}",
             on_epoch_begin=set_rate, on_epoch_end=record,
-            postfix=lambda logs, value: {"loss": f"{value:.3f}"},
+            postfix=lambda logs, value: {"loss": f"{value:.3f}"}, callbacks=callbacks,
         )
 
     def _amplitude(self, training_set: TrainingSet) -> float:

@@ -496,8 +496,9 @@ class MaskPainter(_View):
 class TrainingMonitor(_View):
     """Live loss curves, epoch progress and a Stop button for Keras training.
 
-    Use :meth:`callback` with ``model.fit(callbacks=[...])``, or :meth:`attach` around an
-    estimator's ``fit`` (it hooks every ``keras.Model.fit`` in the block). Because a busy kernel
+    Use :meth:`callback` with ``model.fit(callbacks=[...])`` or with any cryoml estimator's
+    ``fit(..., callbacks=[...])``, or :meth:`attach` around code that trains (it hooks every
+    ``keras.Model.fit`` in the block). Because a busy kernel
     does not receive button clicks, :meth:`run_in_background` runs the training in a thread so
     that Stop works; its result is a ``concurrent.futures.Future``.
 

@@ -70,3 +70,47 @@ def test_training_in_the_background_reports_to_the_monitor_view():
     assert len(history.history["loss"]) == 3
     assert monitor.progress.value == 3 and monitor.state.status == "finished"
     monitor.close()
+
+
+def _tomoseg_fit(callbacks):
+    from cryoml.tomoseg import TomoSegmenter, TrainingSet
+
+    rng = np.random.default_rng(0)
+    tiles = rng.normal(size=(16, 64, 64, 1)).astype(np.float32)
+    labels = np.zeros((16, 32, 32), np.float32)
+    labels[::2, 10:20, 10:20] = 1
+    trainset = TrainingSet(tiles, labels, np.arange(16) % 2 == 0, feature="x", voxel_size=10.0)
+    segmenter = TomoSegmenter(epochs=10, n_filters=2, kernel_size=3, random_state=0,
+                              progress=False)
+    return segmenter.fit(trainset, callbacks=callbacks).history_["loss"]
+
+
+def _subtomo_fit(callbacks):
+    from cryoml.subtomo import SubtomoClassifier
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(24, 16, 16, 16)).astype(np.float32)
+    classifier = SubtomoClassifier(model="dsrf3d", epochs=10, batch_size=8, random_state=0,
+                                   progress=False)
+    return classifier.fit(data, np.arange(24) % 2, callbacks=callbacks).history_["loss"]
+
+
+def _picking_fit(callbacks):
+    from cryoml.picking import ParticlePicker
+
+    rng = np.random.default_rng(0)
+    boxes = rng.normal(size=(20, 48, 48)).astype(np.float32)
+    picker = ParticlePicker(48, epochs=10, random_state=0, progress=False)
+    return picker.fit_boxes(boxes, np.arange(20) % 2, callbacks=callbacks).history_["loss"]
+
+
+@pytest.mark.filterwarnings("ignore::cryoml.CryomlWarning")  # 2 epochs on noise: no real net
+@pytest.mark.parametrize("fit", [_tomoseg_fit, _subtomo_fit, _picking_fit],
+                         ids=["tomoseg", "subtomo", "picking"])
+def test_estimators_take_callbacks_and_a_stop_from_the_monitor(fit):
+    state = TrainingMonitorState(monitor="loss")
+    state.on_change(lambda event, value: event == "epoch" and state.epoch == 2
+                    and state.request_stop())
+    losses = fit([state.keras_callback(restore_best_weights=False)])
+    assert state.epoch == 2 and state.status == "stopped"
+    assert len(losses) == 2
