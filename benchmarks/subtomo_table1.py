@@ -77,7 +77,8 @@ def run_cell(snr, tilt, args, complexes, log):
             accuracy = model.evaluate(x_test, y_test)["accuracy"]
         else:
             clf = SubtomoClassifier(model=method, recipe=args.recipe, epochs=args.epochs,
-                                    random_state=args.seed, progress=False)
+                                    normalize=not args.raw, random_state=args.seed,
+                                    progress=False)
             clf.fit(x_train, y_train, class_names=data.class_names)
             accuracy = clf.evaluate(x_test, y_test)["accuracy"]
         out[method] = float(accuracy)
@@ -112,6 +113,9 @@ def main() -> None:
     parser.add_argument("--n-per-class", type=int)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--recipe", default="paper", choices=("paper", "modern"))
+    parser.add_argument("--raw", action="store_true",
+                        help="train the CNNs on the raw simulated volumes (normalize=False), "
+                        "as the authors' code did, instead of standardising each one")
     parser.add_argument("--box", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-jobs", type=int, default=os.cpu_count() or 2)
@@ -154,6 +158,7 @@ def main() -> None:
         results["settings"] = {
             "n_classes": len(complexes) + 1, "n_per_class": args.n_per_class,
             "epochs": args.epochs, "recipe": args.recipe, "box": args.box,
+            "input": "raw" if args.raw else "standardised",
             "voxel_size": args.voxel_size, "quick": args.quick,
             "complexes": complexes,
         }

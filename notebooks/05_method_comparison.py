@@ -99,7 +99,7 @@ for name, neighbours in (("TomoSeg 2D Dice", 0), ("TomoSeg 2.5D Dice", 2)):
     trainset = tomoseg.build_training_set(clean, positives, mask, negatives,
                                           n_neighbours=neighbours, voxel_size=10.0,
                                           random_state=SEED)
-    net = tomoseg.TomoSegmenter(recipe="eman2", learning_rate=1e-3, epochs=EPOCHS,
+    net = tomoseg.TomoSegmenter(recipe="eman2", learning_rate=3e-4, epochs=EPOCHS,
                                 n_filters=12 if QUICK else 40, random_state=SEED,
                                 progress=False).fit(trainset)
     output = tomoseg.apply_network(clean, net, voxel_size=10.0, progress=False)

@@ -34,6 +34,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--learning-rate", type=float, help="override the recipe")
     train.add_argument("--validation-fraction", type=float, default=0.1)
     train.add_argument("--checkpoint", type=Path, help="best weights so far (.keras)")
+    train.add_argument(
+        "--raw",
+        action="store_true",
+        help="feed the subtomograms unstandardised, as the authors' code did (see the "
+        "'normalize' notes of SubtomoClassifier)",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--overwrite", action="store_true")
 
@@ -130,6 +136,7 @@ def main(args: argparse.Namespace) -> int:
             learning_rate=args.learning_rate,
             validation_fraction=args.validation_fraction,
             checkpoint=args.checkpoint,
+            normalize=not args.raw,
             random_state=args.seed,
             progress=progress,
         ).fit(args.data)

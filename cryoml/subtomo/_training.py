@@ -113,7 +113,13 @@ class SubtomoClassifier:
     checkpoint : path, optional
         ``.keras`` file written (overwritten) whenever the validation loss improves.
     normalize : bool, default True
-        Standardise each subtomogram (zero mean, unit s.d.).
+        Standardise each subtomogram (zero mean, unit s.d.). The authors' code fed the raw
+        simulated volumes instead (s.d. about 0.07 for cryoml's simulator at SNR 0.5). With
+        the ``paper`` recipe (SGD, lr 0.01), Inception3D on unit-s.d. input takes steps too
+        large for its linear layer, which reads 786,080 features at 40³: the loss jumps and
+        most ReLUs die (its paper-recipe Table 1 runs collapsed to chance). Pass
+        ``normalize=False`` for data on that small scale, as the authors did, or use the
+        ``modern`` recipe (Adam).
     random_state : None, int or Generator
         Seeds the split, the shuffling, the augmentation and Keras.
     progress : bool, default True

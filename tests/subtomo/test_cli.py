@@ -35,10 +35,14 @@ def test_cli_trains_evaluates_extracts_features_and_subdivides(tmp_path):
                 "1",
                 "--batch-size",
                 "8",
+                "--raw",
             ]
         )
         == 0
     )
+    from cryoml.subtomo import SubtomoClassifier
+
+    assert SubtomoClassifier.load(net).normalize is False  # --raw is remembered with the net
     assert (
         _run(
             [
