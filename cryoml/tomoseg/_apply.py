@@ -207,6 +207,31 @@ class _FFTForward:
         return self._conv(hidden, self.kf3, self.bias3)[:, 0]
 
 
+def _forward_for(segmenter, engine: str, precision: str):
+    """The engine for this network, built once and kept on it (keyed by a fingerprint of the
+    weights, so that further training is noticed): compiled functions are then reused by
+    every later call instead of being traced again."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    for array in segmenter.model_.get_weights():
+        digest.update(np.ascontiguousarray(array).tobytes())
+    key = (engine, precision, float(segmenter.amplitude_), digest.hexdigest())
+    cache = segmenter.__dict__.setdefault("_cryoml_engines", {})
+    if key not in cache:
+        if len(cache) >= 4:
+            cache.pop(next(iter(cache)))
+        if engine == "fused":
+            cache[key] = _FusedForward(
+                segmenter.model_, segmenter.amplitude_, precision=precision
+            )
+        elif engine == "keras":
+            cache[key] = _KerasForward(segmenter.model_)
+        else:
+            cache[key] = _FFTForward(segmenter.model_)
+    return cache[key]
+
+
 def _windows(size: int, tile: int, margin: int) -> list[tuple[int, int, int]]:
     """(window start, core start, core stop) along one axis; all windows ``tile`` long."""
     if size <= tile:
@@ -331,9 +356,6 @@ def apply_network(
         raise CryomlError(f"'tile_size' ({tile}) must exceed twice the overlap ({margin}).")
     if output is not None:
         check_writable(output, overwrite=overwrite)
-    forward = (
-        _KerasForward(segmenter.model_) if engine == "keras" else _FFTForward(segmenter.model_)
-    )
 
     n_z, n_y, n_x = volume.shape
     even_y, even_x = n_y + n_y % 2, n_x + n_x % 2
@@ -350,12 +372,7 @@ def apply_network(
     if engine == "fused" and len(spans_y) * len(spans_x) > 1:
         logger.info("slices need tiling: the fused engine falls back to 'keras'")
         engine = "keras"
-    if engine == "fused":
-        forward = _FusedForward(segmenter.model_, segmenter.amplitude_, precision=precision)
-    elif engine == "keras":
-        forward = _KerasForward(segmenter.model_)
-    else:
-        forward = _FFTForward(segmenter.model_)
+    forward = _forward_for(segmenter, engine, precision)
     k = int(segmenter.n_neighbours_)
     amplitude = np.float32(segmenter.amplitude_)
 
@@ -393,7 +410,11 @@ def apply_network(
 
         def _compute(planes: np.ndarray) -> np.ndarray:
             if engine == "fused":
-                return forward(planes)[:, :n_y, :n_x]
+                n = len(planes)
+                if n < slices_per_step < n_z:  # same shape as the other batches: no recompile
+                    filler = np.zeros((slices_per_step - n, *planes.shape[1:]), np.float32)
+                    planes = np.concatenate([planes, filler])
+                return forward(planes)[:n, :n_y, :n_x]
             half = np.empty((len(planes), even_y // 2, even_x // 2), np.float32)
             jobs = [(b, sy, sx) for b in range(len(planes)) for sy in spans_y for sx in spans_x]
             for j0 in range(0, len(jobs), batch_size):
@@ -404,7 +425,7 @@ def apply_network(
                         for b, sy, sx in group
                     ]
                 )
-                if len(group) < batch_size and len(jobs) > batch_size:
+                if len(group) < batch_size and (len(jobs) > batch_size or n_z > slices_per_step):
                     filler = np.zeros((batch_size - len(group), *batch.shape[1:]), np.float32)
                     batch = np.concatenate([batch, filler])
                 result = forward(batch)

@@ -332,6 +332,26 @@ def test_pipelined_apply_keeps_every_slice_in_place_and_the_header_right(
         assert float(handle.header.dmax) == pytest.approx(float(whole.max()), rel=1e-5)
 
 
+def test_engines_are_reused_and_notice_new_weights(lines):
+    from cryoml.tomoseg import TomoSegmenter
+    from cryoml.tomoseg.models import build_tomoseg_cnn
+
+    volume, _ = lines
+    segmenter = TomoSegmenter(feature="x", n_filters=4, kernel_size=5, progress=False)
+    segmenter.model_ = build_tomoseg_cnn(n_filters=4, kernel_size=5)
+    segmenter.amplitude_, segmenter.voxel_size_, segmenter.n_neighbours_ = 1.0, 10.0, 0
+    segmenter.preprocess_, segmenter.history_ = {}, {"loss": [], "val_loss": []}
+    options = {"voxel_size": 10.0, "engine": "keras", "batch_size": 2, "progress": False}
+    first = apply_network(volume[:3], segmenter, **options)
+    again = apply_network(volume[:3], segmenter, **options)
+    np.testing.assert_array_equal(first, again)
+    assert len(segmenter._cryoml_engines) == 1
+    segmenter.model_.set_weights([2 * w for w in segmenter.model_.get_weights()])
+    changed = apply_network(volume[:3], segmenter, **options)
+    assert len(segmenter._cryoml_engines) == 2
+    assert np.abs(changed - first).max() > 1e-3
+
+
 def test_a_failure_during_apply_leaves_no_output(segmenter, lines, tmp_path, monkeypatch):
     from cryoml.tomoseg import _apply
 
