@@ -268,6 +268,12 @@ def simulate_micrographs(
     ]
 
 
+def _random_round(rng: np.random.Generator, value: float) -> int:
+    """floor(value), plus one with probability value − floor(value): right on average."""
+    whole = int(np.floor(value))
+    return whole + int(value > whole and rng.random() < value - whole)
+
+
 def _one_micrograph(rng, projector, shape, pixel, snr, base_ctf, views, top_fraction,
                     overlap_fraction, aggregate_fraction, n_particles, n_contaminations, carbon,
                     ice_gradient, defocus_range, use_mtf, particle_name):
@@ -277,8 +283,10 @@ def _one_micrograph(rng, projector, shape, pixel, snr, base_ctf, views, top_frac
     area = shape[0] * shape[1]
     if n_particles is None:
         n_particles = max(4, int(0.12 * area / (np.pi * radius_px**2)))
-    n_pairs = round(n_particles * overlap_fraction / 2)
-    n_aggregates = round(n_particles * aggregate_fraction / 4.5)
+    # Rounded at random (not to the nearest) so that the fractions hold on average even when
+    # a micrograph has room for only a few large particles (KLH: 8 or so, i.e. 0.4 pairs).
+    n_pairs = _random_round(rng, n_particles * overlap_fraction / 2)
+    n_aggregates = _random_round(rng, n_particles * aggregate_fraction / 4.5)
     n_single = max(0, n_particles - 2 * n_pairs - int(4.5 * n_aggregates))
     seeds = _place(rng, shape, n_single + n_pairs + n_aggregates, radius_px * 1.6, [])
     centres, overlapped, aggregated = [], [], []

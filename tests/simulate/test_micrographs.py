@@ -58,3 +58,13 @@ def test_bad_arguments_are_refused():
         simulate_micrographs(1, shape=(128, 128), views="sideways")
     with pytest.raises(CryomlError, match="snr"):
         simulate_micrographs(1, shape=(128, 128), snr=0)
+
+
+def test_few_particles_still_give_the_requested_share_of_overlaps_on_average():
+    # 6 particles × 0.1 / 2 = 0.3 pairs per micrograph: rounding to the nearest would place none.
+    micrographs = simulate_micrographs(
+        30, shape=(192, 192), pixel_size=12.0, particle="ribosome_like", snr=1.0,
+        n_particles=6, overlap_fraction=0.1, aggregate_fraction=0.0, random_state=1,
+    )
+    pairs = sum(int(m.flags["overlapped"].sum()) for m in micrographs) / 2
+    assert 3 <= pairs <= 16  # expected 9
