@@ -289,13 +289,16 @@ def _one_micrograph(rng, projector, shape, pixel, snr, base_ctf, views, top_frac
     n_aggregates = _random_round(rng, n_particles * aggregate_fraction / 4.5)
     n_single = max(0, n_particles - 2 * n_pairs - int(4.5 * n_aggregates))
     seeds = _place(rng, shape, n_single + n_pairs + n_aggregates, radius_px * 1.6, [])
+    # Kinds in random order: when the field is too crowded for every seed, singles, pairs and
+    # aggregates are all cut in proportion (not the pairs and aggregates, placed last, first).
+    kinds = rng.permutation(np.repeat([0, 1, 2], [n_single, n_pairs, n_aggregates]))
     centres, overlapped, aggregated = [], [], []
-    for i, seed in enumerate(seeds):
-        if i < n_single:
+    for kind, seed in zip(kinds, seeds, strict=False):
+        if kind == 0:
             centres.append(seed)
             overlapped.append(False)
             aggregated.append(False)
-        elif i < n_single + n_pairs:
+        elif kind == 1:
             angle = rng.uniform(0, 2 * np.pi)
             distance = rng.uniform(0.9, 1.6) * radius_px  # 0.45-0.8 diameters
             partner = seed + distance * np.array([np.sin(angle), np.cos(angle)])

@@ -68,3 +68,13 @@ def test_few_particles_still_give_the_requested_share_of_overlaps_on_average():
     )
     pairs = sum(int(m.flags["overlapped"].sum()) for m in micrographs) / 2
     assert 3 <= pairs <= 16  # expected 9
+
+
+def test_a_crowded_field_keeps_its_pairs_and_aggregates():
+    # Room for ~15 of 60 requested particles: crowding must not remove the flagged kinds first.
+    micrographs = simulate_micrographs(
+        5, shape=(192, 192), pixel_size=12.0, particle="ribosome_like", snr=1.0,
+        n_particles=60, overlap_fraction=0.3, aggregate_fraction=0.3, random_state=2,
+    )
+    assert sum(int(m.flags["overlapped"].sum()) for m in micrographs) >= 6
+    assert sum(int(m.flags["aggregated"].sum()) for m in micrographs) >= 6
