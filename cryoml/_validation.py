@@ -75,6 +75,9 @@ def _count_nonfinite(arr: np.ndarray, chunk_elements: int = 1 << 24) -> int:
     for start in range(0, arr.shape[0], step):
         part = np.asarray(arr[start : start + step])
         total += int(part.size - np.count_nonzero(np.isfinite(part)))
+        from cryoml._pages import drop_pages
+
+        drop_pages(arr)  # a memory map's pages would stay resident: the whole file
     return total
 
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -47,3 +49,26 @@ def test_a_function_that_changes_the_shape_is_refused_and_no_output_remains(tmp_
             tmp_path / "in.mrc", tmp_path / "out.mrc", lambda b: b[:, :4], progress=False
         )
     assert not (tmp_path / "out.mrc").exists()
+
+
+def _resident_mb() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")  # pragma: no cover
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_opening_a_memory_mapped_volume_does_not_leave_it_resident(tmp_path):
+    # The NaN check reads every voxel; a 256 MB volume must not stay in this process's memory.
+    import mrcfile
+
+    path = tmp_path / "big.mrc"
+    with mrcfile.new_mmap(path, shape=(64, 1024, 1024), mrc_mode=2) as handle:
+        for z in range(64):
+            handle.data[z] = z
+    before = _resident_mb()
+    image = io.read_mrc(path, mmap=True)
+    assert image.data.shape == (64, 1024, 1024)
+    assert _resident_mb() - before < 120

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from cryoml._errors import CryomlError
+from cryoml._pages import drop_pages as _drop_pages
 
 __all__ = ["apply_file", "apply_network", "upsample2"]
 
@@ -55,26 +56,6 @@ def upsample2(half: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
             stacked = stacked.reshape(*out.shape[:-1], 2 * n)
         out = np.take(stacked, np.arange(size), axis=axis)
     return out.astype(np.float32, copy=False)
-
-
-def _drop_pages(array: np.ndarray) -> None:
-    """Let the kernel drop the resident pages of a memory-mapped array (they stay on disk).
-
-    File-backed pages count towards a process's resident memory; dropping them after each
-    batch keeps the footprint at one batch however large the tomogram.
-    """
-    import mmap
-
-    base = array
-    while base is not None and not isinstance(base, mmap.mmap):
-        base = getattr(base, "_mmap", None) or getattr(base, "base", None)
-    if isinstance(base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
-        try:
-            if hasattr(array, "flush"):
-                array.flush()
-            base.madvise(mmap.MADV_DONTNEED)
-        except (OSError, ValueError):  # closed or not supported: only a memory optimisation
-            pass
 
 
 def _gpu_available() -> bool:
@@ -390,10 +371,9 @@ def apply_network(
                 stats["sum"] += float(flat.sum(dtype=np.float64))
                 # BLAS dot: float32 accumulation is ample for an MRC header's r.m.s.
                 stats["sumsq"] += float(np.dot(flat, flat))
-            if isinstance(volume, np.memmap):
-                _drop_pages(volume)
-            if isinstance(handle_data, np.memmap):
-                _drop_pages(handle_data)
+            # No-ops for arrays in memory; mrcfile's data are views whose base is the map.
+            _drop_pages(volume)
+            _drop_pages(handle_data)
 
         from cryoml.tomoseg._trainset import slice_channels
 
