@@ -195,6 +195,12 @@ def main() -> int:
     parser.add_argument("--no-topaz", action="store_true", help="skip the Topaz baseline")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--klh-train",
+        type=int,
+        help="KLH training micrographs (default 70 quick, 105 full; ~12 good particles each, "
+        "so 100 give the 1,200 positives of the largest training-size point)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -213,7 +219,8 @@ def main() -> int:
     series_epochs = 8 if quick else 20
     sizes = [100, 400, 800, 1200]
     klh_particles = 30
-    n_klh_train = 62 if quick else 90  # ~13-15 good particles each: 800 / 1200 positives
+    # ~12 good particles each (the rest overlap, aggregate or lie on carbon or ice)
+    n_klh_train = args.klh_train or (70 if quick else 105)
     n_klh_cal, n_klh_test = (6, 8) if quick else (8, 16)
 
     # --- KLH-like -----------------------------------------------------------------------
