@@ -68,6 +68,7 @@ def test_opening_a_memory_mapped_volume_does_not_leave_it_resident(tmp_path):
     with mrcfile.new_mmap(path, shape=(64, 1024, 1024), mrc_mode=2) as handle:
         for z in range(64):
             handle.data[z] = z
+        handle.voxel_size = 10.0
     before = _resident_mb()
     image = io.read_mrc(path, mmap=True)
     assert image.data.shape == (64, 1024, 1024)
