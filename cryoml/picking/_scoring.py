@@ -324,19 +324,11 @@ def _compiled_scorer(model, shape: tuple[int, int], rotations: bool):
     launch per micrograph instead of one per operation and rotation. Kept on the classifier
     (keyed by a fingerprint of its weights, so retraining is noticed).
     """
-    import hashlib
-
     import keras
 
-    weights = model.get_weights()
-    digest = hashlib.blake2b(digest_size=16)
-    for array in weights:
-        digest.update(np.ascontiguousarray(array).tobytes())
-    key = (digest.hexdigest(), tuple(shape), bool(rotations))
-    cache = model.__dict__.setdefault("_cryoml_dense_scorers", {})
-    if key not in cache:
-        if len(cache) >= 8:  # keep a few shapes; micrographs of a data set share one
-            cache.pop(next(iter(cache)))
+    from cryoml._model_cache import cached_on, weights_fingerprint
+
+    def build():
         params = _DenseParameters(model)
 
         class DenseScorer(keras.layers.Layer):
@@ -349,9 +341,11 @@ def _compiled_scorer(model, shape: tuple[int, int], rotations: bool):
                 return keras.KerasTensor((1, ny, nx), dtype="float32")
 
         inputs = keras.Input(shape=tuple(shape), batch_size=1, name="micrograph")
-        scorer = keras.Model(inputs, DenseScorer(name="dense_scorer")(inputs))
-        cache[key] = (scorer, params)
-    return cache[key]
+        return keras.Model(inputs, DenseScorer(name="dense_scorer")(inputs)), params
+
+    key = (weights_fingerprint(model), tuple(shape), bool(rotations))
+    # A few shapes are kept; the micrographs of one data set share one.
+    return cached_on(model, "_cryoml_dense_scorers", key, build, keep=8)
 
 
 def dense_score_map(

@@ -192,25 +192,17 @@ def _forward_for(segmenter, engine: str, precision: str):
     """The engine for this network, built once and kept on it (keyed by a fingerprint of the
     weights, so that further training is noticed): compiled functions are then reused by
     every later call instead of being traced again."""
-    import hashlib
+    from cryoml._model_cache import cached_on, weights_fingerprint
 
-    digest = hashlib.blake2b(digest_size=16)
-    for array in segmenter.model_.get_weights():
-        digest.update(np.ascontiguousarray(array).tobytes())
-    key = (engine, precision, float(segmenter.amplitude_), digest.hexdigest())
-    cache = segmenter.__dict__.setdefault("_cryoml_engines", {})
-    if key not in cache:
-        if len(cache) >= 4:
-            cache.pop(next(iter(cache)))
+    def build():
         if engine == "fused":
-            cache[key] = _FusedForward(
-                segmenter.model_, segmenter.amplitude_, precision=precision
-            )
-        elif engine == "keras":
-            cache[key] = _KerasForward(segmenter.model_)
-        else:
-            cache[key] = _FFTForward(segmenter.model_)
-    return cache[key]
+            return _FusedForward(segmenter.model_, segmenter.amplitude_, precision=precision)
+        if engine == "keras":
+            return _KerasForward(segmenter.model_)
+        return _FFTForward(segmenter.model_)
+
+    key = (engine, precision, float(segmenter.amplitude_), weights_fingerprint(segmenter.model_))
+    return cached_on(segmenter, "_cryoml_engines", key, build, keep=4)
 
 
 def _windows(size: int, tile: int, margin: int) -> list[tuple[int, int, int]]:
