@@ -77,11 +77,13 @@ def run_cell(snr, tilt, args, complexes, log):
             accuracy = model.evaluate(x_test, y_test)["accuracy"]
         else:
             clf = SubtomoClassifier(model=method, recipe=args.recipe, epochs=args.epochs,
-                                    normalize=not args.raw, random_state=args.seed,
+                                    normalize=method not in args.raw, random_state=args.seed,
                                     progress=False)
             clf.fit(x_train, y_train, class_names=data.class_names)
             accuracy = clf.evaluate(x_test, y_test)["accuracy"]
         out[method] = float(accuracy)
+        if method != "rif_svm":
+            out[f"{method}_input"] = "raw" if method in args.raw else "standardised"
         out[f"{method}_s"] = time.perf_counter() - t1
         log(f"  {method}: {accuracy:.3f} ({out[f'{method}_s']:.0f} s)")
     return out
@@ -113,13 +115,16 @@ def main() -> None:
     parser.add_argument("--n-per-class", type=int)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--recipe", default="paper", choices=("paper", "modern"))
-    parser.add_argument("--raw", action="store_true",
-                        help="train the CNNs on the raw simulated volumes (normalize=False), "
-                        "as the authors' code did, instead of standardising each one")
+    parser.add_argument("--raw", nargs="*", choices=METHODS[:2], default=None,
+                        metavar="MODEL",
+                        help="train these CNNs (all when none is named) on the raw simulated "
+                        "volumes (normalize=False), as the authors' code did, instead of "
+                        "standardising each one")
     parser.add_argument("--box", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-jobs", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
+    args.raw = (set() if args.raw is None else set(args.raw or METHODS[:2]))
 
     from cryoml.subtomo import XU2017_COMPLEXES
 
@@ -158,7 +163,7 @@ def main() -> None:
         results["settings"] = {
             "n_classes": len(complexes) + 1, "n_per_class": args.n_per_class,
             "epochs": args.epochs, "recipe": args.recipe, "box": args.box,
-            "input": "raw" if args.raw else "standardised",
+            "raw_input": sorted(args.raw),
             "voxel_size": args.voxel_size, "quick": args.quick,
             "complexes": complexes,
         }
