@@ -33,10 +33,19 @@ from _common import OUTPUTS, emit, hardware
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="5 complexes, 60 per class, 24³, 8 epochs, k = 10 (CPU)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="5 complexes, 60 per class, 24³, 8 epochs, k = 10 (CPU)",
+    )
     parser.add_argument("--classes", nargs="*", help="complexes to leave out (default: all)")
     parser.add_argument("--model", default="dsrf3d", choices=("inception3d", "dsrf3d"))
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="train on the raw simulated volumes (normalize=False), as the "
+        "authors' code did; Inception3D needs it with the paper's recipe",
+    )
     parser.add_argument("--snr", type=float, default=0.5)
     parser.add_argument("--tilt", type=float, default=60.0)
     parser.add_argument("--n-per-class", type=int)
@@ -90,18 +99,34 @@ def main() -> None:
         results["n_done"] = {model: len(r) for model, r in results["runs"].items()}
         results["resolution_nm"] = {name: r["resolution_nm"] for name, r in runs.items()}
         results["hardware"] = hardware()
-        results["settings"] = {"snr": args.snr, "tilt": args.tilt, "n_per_class": n_per_class,
-                               "epochs": epochs, "k": k, "box": box, "voxel_size": voxel_size,
-                               "angular_step": step, "quick": args.quick,
-                               "complexes": complexes}
+        results["settings"] = {
+            "snr": args.snr,
+            "tilt": args.tilt,
+            "n_per_class": n_per_class,
+            "epochs": epochs,
+            "k": k,
+            "box": box,
+            "voxel_size": voxel_size,
+            "angular_step": step,
+            "quick": args.quick,
+            "input": "raw" if args.raw else "standardised",
+            "complexes": complexes,
+        }
         tmp = results_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(results, indent=1))
         os.replace(tmp, results_path)
 
     t0 = time.perf_counter()
-    data = simulate_subtomograms(complexes, n_per_class, snr=args.snr, tilt_range=args.tilt,
-                                 box=box, voxel_size=voxel_size, random_state=args.seed,
-                                 n_jobs=args.n_jobs)
+    data = simulate_subtomograms(
+        complexes,
+        n_per_class,
+        snr=args.snr,
+        tilt_range=args.tilt,
+        box=box,
+        voxel_size=voxel_size,
+        random_state=args.seed,
+        n_jobs=args.n_jobs,
+    )
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(data))
     half = len(order) // 2
@@ -111,13 +136,19 @@ def main() -> None:
     log(f"simulated {len(data)} in {time.perf_counter() - t0:.0f} s")
 
     if not args.skip_cluster_sizes and "cluster_size_max_over_median" not in results:
-        clf = SubtomoClassifier(model=args.model, epochs=epochs, random_state=args.seed,
-                                progress=False).fit(*train_set, class_names=data.class_names)
+        clf = SubtomoClassifier(
+            model=args.model,
+            epochs=epochs,
+            normalize=not args.raw,
+            random_state=args.seed,
+            progress=False,
+        ).fit(*train_set, class_names=data.class_names)
         features = clf.transform(test_set[0])
         deep = subdivide(features, k, random_state=args.seed).stats
         pose = pose_normalised_kmeans(test_set[0], k, random_state=args.seed).stats
         results["cluster_size_max_over_median"] = {
-            "features": deep["max_over_median"], "pose_norm": pose["max_over_median"],
+            "features": deep["max_over_median"],
+            "pose_norm": pose["max_over_median"],
         }
         results["cluster_sizes"] = {
             "features": {key: deep[key] for key in ("max", "median", "n_le_10")},
@@ -131,15 +162,25 @@ def main() -> None:
         index = data.class_names.index(name)
         truth = load_density(name, voxel_size=voxel_size, box=box)
         result = leave_one_out(
-            train_set, test_set, index, truth, voxel_size=voxel_size, tilt_range=args.tilt,
-            model=args.model, classifier_options={"epochs": epochs}, k=k, angular_step=step,
+            train_set,
+            test_set,
+            index,
+            truth,
+            voxel_size=voxel_size,
+            tilt_range=args.tilt,
+            model=args.model,
+            classifier_options={"epochs": epochs, "normalize": not args.raw},
+            k=k,
+            angular_step=step,
             random_state=args.seed,
         )
         results["runs"].setdefault(args.model, {})[name] = result
         save()
-        log(f"{name}: {result['resolution_nm']:.1f} nm "
+        log(
+            f"{name}: {result['resolution_nm']:.1f} nm "
             f"({'success' if result['success'] else 'miss'}), cluster {result['cluster_size']} "
-            f"({result['cluster_fraction_C']:.2f} C), {result['seconds']:.0f} s")
+            f"({result['cluster_fraction_C']:.2f} C), {result['seconds']:.0f} s"
+        )
     save()
     emit(results)
 
