@@ -356,7 +356,9 @@ def simulate_subtomograms(
     random_state : None, int or Generator
         Seed; the same seed gives the same set for any ``n_jobs``.
     n_jobs : int, default 2
-        Worker processes.
+        Worker processes. Once Keras, TensorFlow, JAX or PyTorch is imported they are started
+        with ``spawn``, which re-imports a calling script: in a script, call this under
+        ``if __name__ == "__main__":`` (notebooks need nothing).
     tilt_step : float, default 2
         Degrees between tilts.
     max_shift : float, default 2
@@ -445,6 +447,25 @@ def _process_context():
     return multiprocessing.get_context("spawn" if threaded or "fork" not in methods else "fork")
 
 
+def _broken_pool_error(start_method: str) -> CryomlError:
+    """Explain the usual cause of worker processes dying at start-up."""
+    import sys
+
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    if start_method == "spawn" and main:
+        return CryomlError(
+            f"the simulator's worker processes could not start. Keras/TensorFlow/JAX/PyTorch "
+            f"is loaded, so workers are started with 'spawn', which imports your script "
+            f"{main!r} again in each worker; code at the top level of the script then runs "
+            f"again there. Put the script's work under 'if __name__ == \"__main__\":', "
+            f"simulate before importing the ML framework, or pass n_jobs=1."
+        )
+    return CryomlError(
+        "the simulator's worker processes died (out of memory, or killed); try a smaller "
+        "n_jobs, or n_jobs=1."
+    )
+
+
 def _noise_sd(snr, signal_var):
     if snr is None or snr >= _NOISE_FREE_SNR:
         return 0.0
@@ -474,11 +495,15 @@ def _run_parallel(init, poses, snr, labels, rotations, shifts, seeds, n_jobs, pr
                 )[0]
                 bar.update(part.stop - part.start)
         else:
+            context = _process_context()
             with concurrent.futures.ProcessPoolExecutor(
                 max_workers=int(n_jobs), initializer=_init_worker, initargs=(*init, True),
-                mp_context=_process_context(),
+                mp_context=context,
             ) as pool:
-                variances = list(pool.map(_calibrate_chunk, range(len(poses)), poses))
+                try:
+                    variances = list(pool.map(_calibrate_chunk, range(len(poses)), poses))
+                except concurrent.futures.process.BrokenProcessPool as error:
+                    raise _broken_pool_error(context.get_start_method()) from error
                 signal_var = float(np.mean(variances))
                 noise_sd = _noise_sd(snr, signal_var)
                 futures = {

@@ -134,3 +134,27 @@ def test_condition_grid_writes_one_loadable_file_per_condition(tmp_path):
     loaded = SubtomogramSet.load(paths[(0.03, 40.0)])
     assert loaded.params["tilt_range"] == 40 and loaded.params["snr"] == 0.03
     assert len(loaded) == 4
+
+
+def test_unguarded_script_with_spawned_workers_gets_a_clear_error(tmp_path):
+    """A script that loaded an ML framework re-runs in each 'spawn' worker: say so and why."""
+    import subprocess
+    import sys
+    import textwrap
+
+    pytest.importorskip("jax", reason="needs a threaded ML framework to import (jax)")
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent("""
+        import jax  # a threaded ML framework: workers must then be spawned
+        from cryoml import CryomlError
+        from cryoml.simulate import simulate_subtomograms
+        try:
+            simulate_subtomograms(["1bxn"], 12, snr=0.5, box=16, voxel_size=23.0, n_jobs=2,
+                                  random_state=0, progress=False)
+        except CryomlError as error:
+            print("CRYOML-ERROR", error)
+    """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path)
+    assert "CRYOML-ERROR" in result.stdout, result.stderr[-2000:]
+    assert "__main__" in result.stdout and "n_jobs=1" in result.stdout
