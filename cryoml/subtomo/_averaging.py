@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy import fft as sfft
@@ -213,8 +215,10 @@ class Alignment:
 class _Aligner:
     """Alignment of many subtomograms against references on a binned grid."""
 
-    def __init__(self, shape, *, tilt_range, bin_factor, lowpass_voxels, max_shift, angular_step):
+    def __init__(self, shape, *, tilt_range, bin_factor, lowpass_voxels, max_shift, angular_step,
+                 n_jobs=-1):
         self.full_shape = tuple(shape)
+        self.threads = _resolve_threads(n_jobs)
         if bin_factor is None:  # coarsest binning that keeps >= 16 voxels a side
             bin_factor = max(1, min(shape) // 16)
         self.bin = int(bin_factor)
@@ -238,7 +242,7 @@ class _Aligner:
         self.grid = rotation_grid(angular_step)
         self.step = np.deg2rad(angular_step)
         self.options = dict(tilt_range=tilt_range, lowpass_voxels=lowpass_voxels,
-                            max_shift=max_shift, angular_step=angular_step)
+                            max_shift=max_shift, angular_step=angular_step, n_jobs=n_jobs)
 
     def full_size(self) -> _Aligner:
         """The same aligner without binning."""
@@ -247,16 +251,28 @@ class _Aligner:
     def prepare(self, volumes: np.ndarray) -> np.ndarray:
         """Weighted, normalised rfft of binned volumes, (N, ...) complex64."""
         binned = np.stack([_fourier_bin(v, self.bin) for v in volumes])
-        spectra = sfft.rfftn(binned, axes=(1, 2, 3), workers=-1) * self.weight
+        spectra = sfft.rfftn(binned, axes=(1, 2, 3), workers=self.threads) * self.weight
         norms = np.sqrt(np.sum(np.abs(spectra) ** 2 * self.hermitian, axis=(1, 2, 3)))
         return (spectra / np.maximum(norms, 1e-12)[:, None, None, None]).astype(np.complex64)
 
-    def _rotated_reference_spectra(self, reference_binned: np.ndarray, rotations: np.ndarray):
-        rotated = np.stack([rotate_volume(reference_binned, r) for r in rotations])
-        spectra = sfft.rfftn(rotated, axes=(1, 2, 3), workers=-1) * self.weight
+    def _map(self, function, items, threads=None) -> list:
+        """``[function(item) for item in items]``, over threads (scipy.ndimage and scipy.fft
+        release the GIL, so rotations and FFTs of different items run in parallel)."""
+        threads = self.threads if threads is None else threads
+        if threads == 1 or len(items) < 2:
+            return [function(item) for item in items]
+        with ThreadPoolExecutor(min(threads, len(items))) as pool:
+            return list(pool.map(function, items))
+
+    def _rotated_reference_spectra(self, reference_binned: np.ndarray, rotations: np.ndarray,
+                                   threads=None):
+        threads = self.threads if threads is None else threads
+        rotated = np.stack(self._map(lambda r: rotate_volume(reference_binned, r), rotations,
+                                     threads))
+        spectra = sfft.rfftn(rotated, axes=(1, 2, 3), workers=threads) * self.weight
         return spectra.astype(np.complex64)
 
-    def _scores(self, spectra: np.ndarray, reference_spectra: np.ndarray):
+    def _scores(self, spectra: np.ndarray, reference_spectra: np.ndarray, threads=None):
         """Best score and shift for every (subtomogram, rotation) pair."""
         ref_norms = np.sqrt(
             np.sum(np.abs(reference_spectra) ** 2 * self.hermitian, axis=(1, 2, 3))
@@ -271,7 +287,8 @@ class _Aligner:
         zi, yi, xi = self.window
         for start in range(0, n_rot, chunk):
             product = spectra[:, None] * reference_spectra[None, start : start + chunk]
-            full = sfft.irfftn(product, s=self.shape, axes=(2, 3, 4), workers=-1) * size
+            full = sfft.irfftn(product, s=self.shape, axes=(2, 3, 4),
+                               workers=self.threads if threads is None else threads) * size
             corr = full[:, :, zi][:, :, :, yi][:, :, :, :, xi]
             flat = corr.reshape(n_sub, corr.shape[1], -1)
             arg = np.argmax(flat, axis=2)
@@ -307,17 +324,21 @@ class _Aligner:
         top = np.argsort(-best, axis=1)[:, :top_k]
         return self.grid[pick], shift[rows, pick], best[rows, pick], self.grid[top]
 
+    def _best_candidate(self, spectrum, reference, candidates):
+        """Best of one subtomogram's candidate rotations: (rotation, shift, score); serial,
+        since it runs in one of the threads of :meth:`_map`."""
+        ref = self._rotated_reference_spectra(reference, candidates, threads=1)
+        best, shift = self._scores(spectrum[None], ref, threads=1)
+        j = int(np.argmax(best[0]))
+        return candidates[j], shift[0, j], best[0, j]
+
     def rescore(self, spectra, reference, candidates):
         """Best of per-subtomogram candidate rotations (N, K, 3, 3) at this aligner's size."""
-        n = len(spectra)
-        rotations = np.zeros((n, 3, 3))
-        shifts = np.zeros((n, 3))
-        scores = np.full(n, -np.inf)
-        for i in range(n):
-            ref = self._rotated_reference_spectra(reference, candidates[i])
-            best, shift = self._scores(spectra[i : i + 1], ref)
-            j = int(np.argmax(best[0]))
-            rotations[i], shifts[i], scores[i] = candidates[i][j], shift[0, j], best[0, j]
+        found = self._map(lambda i: self._best_candidate(spectra[i], reference, candidates[i]),
+                          range(len(spectra)))
+        rotations = np.array([f[0] for f in found], dtype=np.float64).reshape(-1, 3, 3)
+        shifts = np.array([f[1] for f in found], dtype=np.float64).reshape(-1, 3)
+        scores = np.array([f[2] for f in found], dtype=np.float64)
         return rotations, shifts, scores
 
     def refine(self, spectra, reference_binned, rotations, shifts, scores, rounds=2):
@@ -325,15 +346,27 @@ class _Aligner:
         angle = self.step / 4
         for _ in range(rounds):
             perturb = _small_rotations(angle)
-            for i in range(len(spectra)):
-                candidates = rotations[i] @ perturb
-                ref = self._rotated_reference_spectra(reference_binned, candidates)
-                best, shift = self._scores(spectra[i : i + 1], ref)
-                j = int(np.argmax(best[0]))
-                if best[0, j] > scores[i]:
-                    rotations[i], shifts[i], scores[i] = candidates[j], shift[0, j], best[0, j]
+            found = self._map(
+                lambda i: self._best_candidate(spectra[i], reference_binned,
+                                               rotations[i] @ perturb),  # noqa: B023
+                range(len(spectra)),
+            )
+            for i, (rotation, shift, score) in enumerate(found):
+                if score > scores[i]:
+                    rotations[i], shifts[i], scores[i] = rotation, shift, score
             angle /= 3
         return rotations, shifts, scores
+
+
+def _resolve_threads(n_jobs) -> int:
+    """Threads for ``n_jobs`` (scikit-learn's convention: None → 1, -1 → every core)."""
+    if n_jobs is None:
+        return 1
+    if int(n_jobs) != n_jobs or n_jobs == 0 or n_jobs < -1:
+        raise CryomlError(
+            f"'n_jobs' must be a whole number >= 1, or -1 (all cores); got {n_jobs!r}."
+        )
+    return (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
 
 
 def _check_volumes(volumes, name) -> np.ndarray:
@@ -354,6 +387,7 @@ def align_to_reference(
     max_shift: float = 4.0,
     refine: bool = True,
     top_k: int = 8,
+    n_jobs: int | None = -1,
 ) -> Alignment:
     """Align subtomograms to a reference over rotations and translations, wedge-aware.
 
@@ -379,6 +413,8 @@ def align_to_reference(
         (two rounds of 19 small rotations, step / 4 then step / 16).
     top_k : int, default 8
         Candidates kept from the binned search.
+    n_jobs : int or None, default -1
+        Threads for rotations and FFTs (-1: every core; None: 1). Results do not depend on it.
 
     Returns
     -------
@@ -401,7 +437,7 @@ def align_to_reference(
         )
     aligner = _Aligner(volumes.shape[1:], tilt_range=tilt_range, bin_factor=bin_factor,
                        lowpass_voxels=lowpass_voxels, max_shift=max_shift,
-                       angular_step=angular_step)
+                       angular_step=angular_step, n_jobs=n_jobs)
     spectra = aligner.prepare(volumes)
     ref_binned = _fourier_bin(reference, aligner.bin)
     rotations, shifts, scores, top = aligner.coarse(spectra, ref_binned, top_k=top_k)
@@ -420,11 +456,23 @@ def average_aligned(
     shifts: np.ndarray,
     *,
     tilt_range: float | None = 60.0,
+    n_jobs: int | None = -1,
 ) -> np.ndarray:
     """Wedge-compensated average of aligned subtomograms in the reference frame.
 
     Each volume is moved back (:func:`rotate_volume` with ``inverse``) and its observed-region
     mask rotated with it; the average is ``Σ F_i / max(Σ M_i, 1)`` in Fourier space.
+
+    Parameters
+    ----------
+    volumes : (N, n, n, n) ndarray
+    rotations : (N, 3, 3) ndarray
+    shifts : (N, 3) ndarray
+        Poses from :func:`align_to_reference` (``volumes[i] ≈ shift(rotate(reference))``).
+    tilt_range : float or None, default 60
+        Tilt range of the subtomograms in degrees (None: no wedge).
+    n_jobs : int or None, default -1
+        Threads (-1: every core; None: 1). Results do not depend on it.
 
     Returns
     -------
@@ -433,12 +481,28 @@ def average_aligned(
     volumes = _check_volumes(np.asarray(volumes, dtype=np.float32), "volumes")
     shape = volumes.shape[1:]
     mask = np.fft.fftshift(wedge_mask(shape, tilt_range, rfft=False)).astype(np.float32)
+    if not len(volumes) == len(rotations) == len(shifts):
+        raise CryomlError(
+            f"{len(volumes)} volumes but {len(rotations)} rotations and {len(shifts)} shifts."
+        )
+
+    def moved_back(i):
+        back = rotate_volume(volumes[i], rotations[i], shift=shifts[i], inverse=True)
+        return np.fft.fftshift(np.fft.fftn(back)), rotate_volume(mask, rotations[i], inverse=True)
+
     total = np.zeros(shape, dtype=np.complex128)
     coverage = np.zeros(shape, dtype=np.float64)
-    for volume, rotation, shift in zip(volumes, rotations, shifts, strict=True):
-        back = rotate_volume(volume, rotation, shift=shift, inverse=True)
-        total += np.fft.fftshift(np.fft.fftn(back))
-        coverage += rotate_volume(mask, rotation, inverse=True)
+    threads = _resolve_threads(n_jobs)
+    for start in range(0, len(volumes), 4 * threads):  # bounded memory; summed in order
+        items = range(start, min(len(volumes), start + 4 * threads))
+        if threads == 1 or len(items) < 2:
+            parts = [moved_back(i) for i in items]
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                parts = list(pool.map(moved_back, items))
+        for spectrum, rotated_mask in parts:
+            total += spectrum
+            coverage += rotated_mask
     average = total / np.maximum(coverage, 1.0)
     return np.fft.ifftn(np.fft.ifftshift(average)).real.astype(np.float32)
 
@@ -484,6 +548,7 @@ def classify_and_average(
     top_k: int = 4,
     random_state: int | np.random.Generator | None = None,
     progress: bool = False,
+    n_jobs: int | None = -1,
 ) -> ClassAverages:
     """Reference-free classification and averaging of subtomograms (see the module docstring).
 
@@ -500,6 +565,9 @@ def classify_and_average(
     random_state : None, int or Generator
     progress : bool, default False
         tqdm bar over iterations.
+    n_jobs : int or None, default -1
+        Threads for rotations, FFTs and averaging (-1: every core; None: 1). Results do not
+        depend on it.
 
     Returns
     -------
@@ -522,20 +590,20 @@ def classify_and_average(
     volumes = standardize(volumes)
     aligner = _Aligner(volumes.shape[1:], tilt_range=tilt_range, bin_factor=bin_factor,
                        lowpass_voxels=lowpass_voxels, max_shift=max_shift,
-                       angular_step=angular_step)
+                       angular_step=angular_step, n_jobs=n_jobs)
     spectra = aligner.prepare(volumes)
     fine = aligner.full_size()
     fine_spectra = fine.prepare(volumes) if refine else None
     labels = _initial_labels(volumes, int(n_classes), rng)
     options = dict(tilt_range=tilt_range, angular_step=angular_step, bin_factor=bin_factor,
-                   lowpass_voxels=lowpass_voxels, max_shift=max_shift)
+                   lowpass_voxels=lowpass_voxels, max_shift=max_shift, n_jobs=n_jobs)
     # Initial references: per class, align the members to one of them and average.
     averages = np.zeros((int(n_classes), *volumes.shape[1:]), dtype=np.float32)
     for k in range(int(n_classes)):
         members = np.flatnonzero(labels == k)
         ali = align_to_reference(volumes[members], volumes[members[0]], refine=False, **options)
         averages[k] = average_aligned(volumes[members], ali.rotations, ali.shifts,
-                                      tilt_range=tilt_range)
+                                      tilt_range=tilt_range, n_jobs=n_jobs)
     history = []
     iterations = range(int(n_iterations))
     if progress:
@@ -565,7 +633,7 @@ def classify_and_average(
         for k in range(int(n_classes)):
             members = np.flatnonzero(labels == k)
             averages[k] = average_aligned(volumes[members], rotations[members], shifts[members],
-                                          tilt_range=tilt_range)
+                                          tilt_range=tilt_range, n_jobs=n_jobs)
         sizes = np.bincount(labels, minlength=int(n_classes))
         history.append({"sizes": sizes.tolist(), "mean_score": float(scores.mean())})
         logger.info("classification: sizes %s, mean score %.3f", sizes.tolist(), scores.mean())

@@ -58,6 +58,7 @@ def leave_one_out(
     success_nm: float = 7.0,
     random_state: int | np.random.Generator | None = None,
     progress: bool = False,
+    n_jobs: int | None = -1,
 ) -> dict:
     """One leave-one-class-out discovery run.
 
@@ -88,6 +89,8 @@ def leave_one_out(
         Success threshold on the FSC-0.5 resolution.
     random_state : None, int or Generator
     progress : bool, default False
+    n_jobs : int or None, default -1
+        Threads for the alignment (-1: every core; None: 1).
 
     Returns
     -------
@@ -135,6 +138,7 @@ def leave_one_out(
     result = classify_and_average(
         volumes, min(int(n_classes), len(members)), n_iterations=n_iterations,
         tilt_range=tilt_range, angular_step=angular_step, random_state=rng, progress=progress,
+        n_jobs=n_jobs,
     )
     is_c = test_labels[members] == left_out
     fractions = [
@@ -144,8 +148,10 @@ def leave_one_out(
     best = int(np.argmax(fractions))
     average = result.averages[best] * (-1.0 if dark_density else 1.0)
     true_map = np.asarray(true_map, dtype=np.float32)
-    pose = align_to_reference(average, true_map, tilt_range=None, angular_step=angular_step)
-    aligned = average_aligned(average[None], pose.rotations, pose.shifts, tilt_range=None)
+    pose = align_to_reference(average, true_map, tilt_range=None, angular_step=angular_step,
+                              n_jobs=n_jobs)
+    aligned = average_aligned(average[None], pose.rotations, pose.shifts, tilt_range=None,
+                              n_jobs=n_jobs)
     resolution = fsc_resolution_nm(aligned, true_map, voxel_size=voxel_size)
     return {
         "left_out": int(left_out),

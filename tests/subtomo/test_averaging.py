@@ -75,3 +75,26 @@ def test_classification_separates_two_shapes_and_averages_them():
         aligned = average_aligned(result.averages[k][None], pose.rotations, pose.shifts,
                                   tilt_range=None)
         assert np.corrcoef(aligned.ravel(), truth.ravel())[0, 1] > 0.8
+
+
+def test_threads_do_not_change_classification_or_averages():
+    rng = np.random.default_rng(5)
+    shapes = ndimage.gaussian_filter(blob_shapes(2, 16, seed=3), (0, 0.7, 0.7, 0.7))
+    volumes = np.array([
+        _with_wedge(rotate_volume(shapes[i % 2], matrix, order=3), 60)
+        + rng.normal(0, 0.02, (16, 16, 16))
+        for i, matrix in enumerate(Rotation.random(6, random_state=1).as_matrix())
+    ], np.float32)
+    options = dict(n_iterations=1, tilt_range=60, angular_step=45, random_state=0)
+    serial = classify_and_average(volumes, 2, n_jobs=None, **options)
+    threaded = classify_and_average(volumes, 2, n_jobs=3, **options)
+    np.testing.assert_array_equal(serial.labels, threaded.labels)
+    np.testing.assert_array_equal(serial.alignment.rotations, threaded.alignment.rotations)
+    np.testing.assert_allclose(serial.averages, threaded.averages, rtol=0, atol=1e-6)
+
+
+def test_bad_thread_counts_are_refused(shape):
+    from cryoml import CryomlError
+
+    with pytest.raises(CryomlError, match="n_jobs"):
+        align_to_reference(shape, shape, n_jobs=0)
