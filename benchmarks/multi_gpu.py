@@ -60,7 +60,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["inception3d", "dsrf3d"])
     parser.add_argument("--scaling", nargs="+", default=["weak", "strong"],
                         choices=("weak", "strong"))
-    parser.add_argument("--steps", type=int, default=60, help="batches per epoch")
+    parser.add_argument("--steps", type=int, default=300,
+                        help="batches per epoch (per-epoch overhead such as keeping the best "
+                        "weights is amortised over them; 60 was too few, see RESULTS.md)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--box", type=int, default=40)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CPU smoke test)")

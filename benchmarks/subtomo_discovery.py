@@ -31,6 +31,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import OUTPUTS, emit, hardware
 
 
+def _size_report(labels, true_labels, k, empty, class_names) -> dict:
+    """Cluster sizes, what the largest cluster holds, and the sizes without the empty class
+    (a few hundred pure-noise subtomograms can all fall into one cluster)."""
+    import numpy as np
+
+    from cryoml.subtomo import cluster_size_stats
+
+    stats = cluster_size_stats(labels, k)
+    largest = int(np.argmax(np.bincount(labels, minlength=k)))
+    inside = true_labels[labels == largest]
+    top = np.bincount(inside).argmax()
+    report = {key: stats[key] for key in ("max", "median", "max_over_median", "n_le_10")}
+    report["largest_cluster_main_class"] = class_names[top]
+    report["largest_cluster_main_class_fraction"] = float(np.mean(inside == top))
+    if empty is not None:  # clusters left with members once the empty class is removed
+        sizes = np.bincount(labels[true_labels != empty], minlength=k)
+        sizes = sizes[sizes > 0]
+        report["without_empty"] = {
+            "n_clusters": int(sizes.size), "max": int(sizes.max()),
+            "median": float(np.median(sizes)),
+            "max_over_median": float(sizes.max() / np.median(sizes)),
+            "n_le_10": int(np.sum(sizes <= 10)),
+        }
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -144,17 +170,21 @@ def main() -> None:
             progress=False,
         ).fit(*train_set, class_names=data.class_names)
         features = clf.transform(test_set[0])
-        deep = subdivide(features, k, random_state=args.seed).stats
-        pose = pose_normalised_kmeans(test_set[0], k, random_state=args.seed).stats
+        divisions = {
+            "features": subdivide(features, k, random_state=args.seed),
+            "pose_norm": pose_normalised_kmeans(test_set[0], k, random_state=args.seed),
+        }
         results["cluster_size_max_over_median"] = {
-            "features": deep["max_over_median"],
-            "pose_norm": pose["max_over_median"],
+            name: division.stats["max_over_median"] for name, division in divisions.items()
         }
+        empty = data.class_names.index("empty") if "empty" in data.class_names else None
         results["cluster_sizes"] = {
-            "features": {key: deep[key] for key in ("max", "median", "n_le_10")},
-            "pose_norm": {key: pose[key] for key in ("max", "median", "n_le_10")},
-            "test_accuracy_all_classes": clf.evaluate(*test_set)["accuracy"],
+            name: _size_report(division.labels, test_set[1], k, empty, data.class_names)
+            for name, division in divisions.items()
         }
+        results["cluster_sizes"]["test_accuracy_all_classes"] = clf.evaluate(*test_set)[
+            "accuracy"
+        ]
         save()
         log(f"cluster sizes: {results['cluster_sizes']}")
 
