@@ -104,6 +104,15 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     discover.add_argument("--model", choices=("inception3d", "dsrf3d"), default="dsrf3d")
     discover.add_argument("--epochs", type=int, default=20)
     discover.add_argument("--k", type=int, default=100)
+    discover.add_argument(
+        "--raw",
+        action="store_true",
+        help="train on the raw volumes (no per-subtomogram standardisation), as the authors' "
+        "code did; Inception3D with the paper recipe needs it",
+    )
+    discover.add_argument(
+        "--n-jobs", type=int, default=-1, help="threads for the alignment (-1: every core)"
+    )
     discover.add_argument("--seed", type=int, default=0)
     discover.add_argument("--overwrite", action="store_true")
 
@@ -214,9 +223,20 @@ def main(args: argparse.Namespace) -> int:
 
         check_writable(args.output, overwrite=args.overwrite)
         train, test = SubtomogramSet.load(args.train), SubtomogramSet.load(args.test)
-        left_out = (
-            int(args.left_out) if args.left_out.isdigit() else test.class_names.index(args.left_out)
-        )
+        if args.left_out.isdigit():
+            left_out = int(args.left_out)
+        elif args.left_out in test.class_names:
+            left_out = test.class_names.index(args.left_out)
+        else:
+            raise CryomlError(
+                f"{args.test}: no class {args.left_out!r}; its classes are "
+                f"{', '.join(test.class_names)} (or give a class index)."
+            )
+        if not 0 <= left_out < len(test.class_names):
+            raise CryomlError(
+                f"{args.test}: class index {left_out} is out of range "
+                f"(0 … {len(test.class_names) - 1})."
+            )
         voxel_size = float(test.params["voxel_size"])
         true_map = load_density(args.true_map, voxel_size=voxel_size, box=test.data.shape[1])
         result = subtomo.leave_one_out(
@@ -227,10 +247,11 @@ def main(args: argparse.Namespace) -> int:
             voxel_size=voxel_size,
             tilt_range=test.params.get("tilt_range"),
             model=args.model,
-            classifier_options={"epochs": args.epochs},
+            classifier_options={"epochs": args.epochs, "normalize": not args.raw},
             k=args.k,
             random_state=args.seed,
             progress=progress,
+            n_jobs=args.n_jobs,
         )
         _write_json(args.output, result, args.overwrite)
         print(

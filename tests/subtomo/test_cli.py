@@ -98,3 +98,19 @@ def test_features_without_out_dir_need_exactly_one_set_and_an_output(tmp_path):
 
     with pytest.raises(CryomlError, match="--out-dir"):
         _run(["features", str(tmp_path / "net.keras"), "a.h5", "b.h5", "c.npy"])
+
+
+def test_cli_discover_refuses_an_unknown_class_before_training(tmp_path):
+    from cryoml import CryomlError
+    from cryoml.simulate import simulate_subtomograms
+
+    data = simulate_subtomograms(["1bxn"], 4, snr=0.5, box=16, voxel_size=23.0, n_jobs=1,
+                                 random_state=0, progress=False)
+    data.save(tmp_path / "set.npz")
+    common = [str(tmp_path / "set.npz"), str(tmp_path / "set.npz"), "--true-map", "1bxn",
+              str(tmp_path / "out.json")]
+    with pytest.raises(CryomlError, match="no class '2cg9'.*1bxn, empty"):
+        _run(["discover", *common, "--left-out", "2cg9"])
+    with pytest.raises(CryomlError, match="out of range"):
+        _run(["discover", *common, "--left-out", "7"])
+    assert not (tmp_path / "out.json").exists()
