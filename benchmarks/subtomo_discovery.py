@@ -81,7 +81,8 @@ def main() -> None:
     parser.add_argument("--skip-cluster-sizes", action="store_true")
     parser.add_argument("--results", type=Path)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-jobs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--n-jobs", type=int, default=os.cpu_count() or 2,
+                        help="processes for simulating, threads for the alignment")
     args = parser.parse_args()
 
     import numpy as np
@@ -203,6 +204,7 @@ def main() -> None:
             k=k,
             angular_step=step,
             random_state=args.seed,
+            n_jobs=args.n_jobs,
         )
         results["runs"].setdefault(args.model, {})[name] = result
         save()
