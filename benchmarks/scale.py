@@ -7,12 +7,17 @@ Prints one JSON object. ``--quick`` keeps everything small enough for the 2-core
   tomograms, on a LocalCluster of 1 and of 2 workers.
 * ``outofcore``: a volume twice the memory budget is filtered slab by slab (Gaussian, halo 3σ)
   in a child process; its peak resident memory is reported beside the budget and volume size.
+* ``gpu`` (with ``--gpu``, KERAS_BACKEND=jax on a GPU host): the measurements of
+  ``gpu_breakdown.py`` (subtomogram inference fp32/bf16, TomoSeg fused engine, DeepEM dense
+  scorer compiled vs op by op, all in this run) and, where there are two GPUs or more,
+  ``multi_gpu.py --devices 1 2`` (data-parallel training).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -131,9 +136,27 @@ def outofcore_figures(budget_mb: float, plane: int) -> dict:
     }
 
 
+def gpu_figures() -> dict:
+    """GPU ratios, measured in this run by the two GPU scripts beside this one."""
+    import gpu_breakdown
+    import jax
+
+    figures: dict = {"device": str(jax.devices()[0].device_kind)}
+    for part in (gpu_breakdown.subtomo, gpu_breakdown.tomoseg, gpu_breakdown.deepem):
+        part(figures)
+    if len(jax.devices()) >= 2:  # a fresh process: the distribution must own the devices
+        script = Path(__file__).resolve().parent / "multi_gpu.py"
+        done = subprocess.run([sys.executable, str(script), "--devices", "1", "2"],
+                              capture_output=True, text=True, env=dict(os.environ), check=True)
+        figures["multi_gpu"] = json.loads(done.stdout)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes for the CPU")
+    parser.add_argument("--gpu", action="store_true",
+                        help="also the GPU figures (KERAS_BACKEND=jax on a GPU host)")
     parser.add_argument("--child-outofcore", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_outofcore:
@@ -147,6 +170,8 @@ def main() -> None:
     else:
         figures["dask"] = dask_figures(32, (64, 512, 512))
         figures["outofcore"] = outofcore_figures(2048.0, plane=1024)
+    if args.gpu:
+        figures["gpu"] = gpu_figures()
     emit(figures)
 
 
