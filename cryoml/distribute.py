@@ -25,7 +25,7 @@ from collections.abc import Iterator
 
 from cryoml._errors import CryomlError
 
-__all__ = ["data_parallel", "list_devices"]
+__all__ = ["batch_multiple", "data_parallel", "list_devices"]
 
 
 def list_devices(device_type: str | None = None) -> list[str]:
@@ -33,6 +33,27 @@ def list_devices(device_type: str | None = None) -> list[str]:
     import keras
 
     return list(keras.distribution.list_devices(device_type))
+
+
+def batch_multiple() -> int:
+    """How many parts the active Keras distribution splits each batch into (1 without one).
+
+    Every batch, the last one included, must hold a multiple of this many samples.
+    """
+    import sys
+
+    if "keras" not in sys.modules:  # nothing can be distributed before Keras is loaded
+        return 1
+    import keras
+
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return 1
+    mesh = distribution.device_mesh
+    name = getattr(distribution, "batch_dim_name", None)
+    if name in mesh.axis_names:
+        return int(mesh.shape[mesh.axis_names.index(name)])
+    return int(mesh.devices.size)
 
 
 @contextlib.contextmanager

@@ -65,3 +65,40 @@ def test_data_parallel_refuses_a_backend_keras_cannot_distribute():
 
     with pytest.raises(CryomlError, match="JAX backend"), data_parallel():
         pass
+
+
+UNEVEN = r"""
+import json, numpy as np
+from cryoml import CryomlError
+from cryoml.distribute import batch_multiple, data_parallel
+from cryoml.subtomo import SubtomoClassifier
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(13, 16, 16, 16)).astype("float32")  # 13: no batch size splits it evenly
+y = rng.integers(0, 2, 13)
+out = {"outside": batch_multiple()}
+with data_parallel() as n:
+    out["inside"] = batch_multiple()
+    clf = SubtomoClassifier(model="dsrf3d", epochs=1, batch_size=4 * n, progress=False,
+                            random_state=0).fit(x, y)
+    out["probabilities"] = list(clf.predict_proba(x).shape)
+    try:
+        SubtomoClassifier(model="dsrf3d", epochs=1, batch_size=5, progress=False).fit(x, y)
+    except CryomlError as error:
+        out["error"] = str(error)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_data_parallel_handles_a_last_batch_that_does_not_split_evenly():
+    pytest.importorskip("jax", reason="keras.distribution needs JAX (pip install jax)")
+    env = dict(os.environ, KERAS_BACKEND="jax",
+               XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-c", UNEVEN], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["outside"] == 1 and figures["inside"] == 2
+    assert figures["probabilities"] == [13, 2]
+    assert "multiple of 2" in figures["error"]

@@ -172,8 +172,13 @@ def make_batches(
     seed: int = 0,
     pad_last: bool = False,
     workers: int = 1,
+    multiple: int = 1,
 ):
     """A :class:`keras.utils.PyDataset` over ``data[indices]`` (one-hot targets if labelled).
+
+    ``pad_last`` fills the last batch to ``batch_size`` by repeating its last subtomogram;
+    ``multiple`` (the number of devices a distributed batch is split over) pads it, the same
+    way, only to the next multiple of that number.
 
     With ``workers`` > 1 batches are prepared in that many threads (reading and standardising
     release the GIL); each batch's augmentation uses its own generator seeded by
@@ -197,6 +202,8 @@ def make_batches(
             n_real = len(picked)
             if pad_last and n_real < batch_size:
                 picked = np.concatenate([picked, np.repeat(picked[-1:], batch_size - n_real)])
+            elif multiple > 1 and n_real % multiple:
+                picked = np.concatenate([picked, np.repeat(picked[-1:], -n_real % multiple)])
             batch = read_batch(data, picked)
             if normalize:
                 batch = standardize(batch)

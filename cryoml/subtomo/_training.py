@@ -31,6 +31,7 @@ import numpy as np
 from cryoml._errors import CryomlError
 from cryoml._keras_fit import fit_keeping_best
 from cryoml._validation import check_random_state, check_training_settings
+from cryoml.distribute import batch_multiple
 from cryoml.io._atomic import atomic_path
 from cryoml.subtomo._data import AUGMENTATIONS, make_batches, open_subtomograms
 from cryoml.subtomo.models import MODELS, build_model
@@ -267,10 +268,17 @@ class SubtomoClassifier:
         else:
             train_idx = all_idx
         batch_size = int(settings["batch_size"])
+        multiple = batch_multiple()
+        if batch_size % multiple:
+            raise CryomlError(
+                f"batch_size {batch_size} does not split over the {multiple} devices of the "
+                f"active distribution; use a multiple of {multiple} (e.g. {64 * multiple})."
+            )
         train_batches = make_batches(
             data, train_idx, labels=labels, n_classes=n_classes, batch_size=batch_size,
             shuffle=True, augment=settings["augment"], normalize=self.normalize,
             seed=int(rng.integers(2**31 - 1)), workers=min(4, os.cpu_count() or 1),
+            multiple=multiple,
         )
         val_batches = None
         if val_source is not None:
@@ -278,7 +286,7 @@ class SubtomoClassifier:
             v_idx = val_source[2] if len(val_source) == 3 else np.arange(v_data.shape[0])
             val_batches = make_batches(
                 v_data, v_idx, labels=v_labels, n_classes=n_classes, batch_size=batch_size,
-                normalize=self.normalize,
+                normalize=self.normalize, multiple=multiple,
             )
         self.input_shape_ = tuple(int(s) for s in data.shape[1:])
         self.n_classes_ = n_classes
@@ -453,8 +461,10 @@ def predict_batches(
     """Run ``model`` over (N, Z, Y, X) subtomograms batch by batch (constant batch shape, so
     compiled backends compile once); returns (N, ...) float32."""
     n = int(data.shape[0])
+    multiple = batch_multiple()
+    batch_size = -(-int(batch_size) // multiple) * multiple  # split evenly over the devices
     batches = make_batches(data, np.arange(n), batch_size=batch_size, normalize=normalize,
-                           pad_last=n > batch_size)
+                           pad_last=n > batch_size, multiple=multiple)
     parts = []
     iterator = range(len(batches))
     if progress and len(batches) > 4:

@@ -109,7 +109,7 @@ def test_cli_discover_refuses_an_unknown_class_before_training(tmp_path):
     data.save(tmp_path / "set.npz")
     common = [str(tmp_path / "set.npz"), str(tmp_path / "set.npz"), "--true-map", "1bxn",
               str(tmp_path / "out.json")]
-    with pytest.raises(CryomlError, match="no class '2cg9'.*1bxn, empty"):
+    with pytest.raises(CryomlError, match=r"no class '2cg9'.*1bxn, empty"):
         _run(["discover", *common, "--left-out", "2cg9"])
     with pytest.raises(CryomlError, match="out of range"):
         _run(["discover", *common, "--left-out", "7"])
