@@ -104,6 +104,8 @@ def open_subtomograms(source, labels=None, *, class_names=None):
 def read_batch(data, indices: np.ndarray) -> np.ndarray:
     """Read ``data[indices]`` as float32 (sorted reads, as h5py needs; original order back)."""
     indices = np.asarray(indices)
+    if isinstance(data, np.ndarray) and not isinstance(data, np.memmap):
+        return np.asarray(data[indices], dtype=np.float32)  # in memory: gather in place
     order = np.argsort(indices, kind="stable")
     block = np.asarray(data[indices[order].tolist()] if not isinstance(data, np.ndarray)
                        else data[indices[order]], dtype=np.float32)
@@ -115,10 +117,15 @@ def read_batch(data, indices: np.ndarray) -> np.ndarray:
 def standardize(batch: np.ndarray) -> np.ndarray:
     """Zero mean, unit standard deviation per subtomogram (float32, (N, ...))."""
     batch = np.asarray(batch, dtype=np.float32)
-    axes = tuple(range(1, batch.ndim))
-    mean = batch.mean(axis=axes, keepdims=True)
-    std = batch.std(axis=axes, keepdims=True)
-    return (batch - mean) / np.maximum(std, np.float32(1e-6))
+    if batch.size == 0:
+        return batch.copy()
+    flat = batch.reshape(len(batch), -1)
+    # Four passes over the data instead of seven (np.std re-computes the mean and makes
+    # temporaries); this feeds the GPU. Relative error against float64: ~1e-5.
+    out = flat - flat.mean(axis=1, keepdims=True)
+    std = np.sqrt(np.einsum("ij,ij->i", out, out) / max(flat.shape[1], 1))
+    out *= (1.0 / np.maximum(std, 1e-6)).astype(np.float32)[:, None]
+    return out.reshape(batch.shape)
 
 
 @functools.lru_cache(maxsize=1)
