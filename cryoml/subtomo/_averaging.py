@@ -282,29 +282,33 @@ class _Aligner:
         n_sub, n_rot = len(spectra), len(reference_spectra)
         best = np.full((n_sub, n_rot), -np.inf, dtype=np.float32)
         shift = np.zeros((n_sub, n_rot, 3), dtype=np.float32)
-        chunk = max(1, int(2e7 // (n_sub * spectra[0].size)))
-        size = float(np.prod(self.shape))
+        threads = self.threads if threads is None else threads
+        # ~2e7 complex products per chunk in all, whatever the number of threads (memory).
+        chunk = max(1, int(2e7 // (n_sub * spectra[0].size * threads)))
+        size = np.float32(np.prod(self.shape))
         zi, yi, xi = self.window
-        for start in range(0, n_rot, chunk):
+
+        def score_chunk(start):
             product = spectra[:, None] * reference_spectra[None, start : start + chunk]
+            # Unscaled correlation; the few values read below are scaled by the size instead.
             full = sfft.irfftn(product, s=self.shape, axes=(2, 3, 4),
-                               workers=self.threads if threads is None else threads) * size
+                               workers=1 if threads > 1 else threads)
             corr = full[:, :, zi][:, :, :, yi][:, :, :, :, xi]
             flat = corr.reshape(n_sub, corr.shape[1], -1)
             arg = np.argmax(flat, axis=2)
-            peak = np.take_along_axis(flat, arg[..., None], 2)[..., 0]
+            peak = np.take_along_axis(flat, arg[..., None], 2)[..., 0] * size
             idx = np.stack(np.unravel_index(arg, corr.shape[2:]), axis=-1)
             offsets = self.offsets[idx].astype(np.float32)
             # Sub-voxel peak: a parabola through the peak and its neighbours along each axis.
             value = peak.copy()
-            ii, jj = np.meshgrid(np.arange(n_sub), np.arange(corr.shape[1]), indexing="ij")
+            rows, cols = np.meshgrid(np.arange(n_sub), np.arange(corr.shape[1]), indexing="ij")
+            where = [np.mod(self.offsets[idx[..., a]], self.shape[a]) for a in range(3)]
             for axis in range(3):
-                where = [np.mod(self.offsets[idx[..., a]], self.shape[a]) for a in range(3)]
                 up, down = list(where), list(where)
                 up[axis] = np.mod(where[axis] + 1, self.shape[axis])
                 down[axis] = np.mod(where[axis] - 1, self.shape[axis])
-                f_up = full[ii, jj, up[0], up[1], up[2]]
-                f_down = full[ii, jj, down[0], down[1], down[2]]
+                f_up = full[rows, cols, up[0], up[1], up[2]] * size
+                f_down = full[rows, cols, down[0], down[1], down[2]] * size
                 curvature = 2 * peak - f_up - f_down
                 ok = curvature > 1e-9
                 delta = np.where(ok, 0.5 * (f_up - f_down) / np.where(ok, curvature, 1), 0.0)
@@ -313,6 +317,8 @@ class _Aligner:
                 value += np.where(ok, 0.25 * (f_up - f_down) * delta, 0.0)
             best[:, start : start + chunk] = value
             shift[:, start : start + chunk] = offsets
+
+        self._map(score_chunk, range(0, n_rot, chunk), threads)
         return best, shift
 
     def coarse(self, spectra, reference_binned, top_k: int = 1):
