@@ -42,15 +42,20 @@ print(json.dumps({"devices": len(list_devices("cpu")), "n": n, "loss_parallel": 
 """
 
 
-@pytest.mark.slow
-def test_data_parallel_over_four_virtual_devices_matches_one_device():
+def _run_on_virtual_devices(script: str, n_devices: int) -> dict:
+    """Run ``script`` with JAX on ``n_devices`` virtual CPU devices; its last line as JSON."""
     pytest.importorskip("jax", reason="keras.distribution needs JAX (pip install jax)")
-    env = dict(os.environ, KERAS_BACKEND="jax",
-               XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_data_parallel_over_four_virtual_devices_matches_one_device():
+    figures = _run_on_virtual_devices(SCRIPT, 4)
     assert figures["devices"] == 4 and figures["n"] == 4
     assert figures["loss_parallel"][-1] < figures["loss_parallel"][0]
     assert figures["max_weight_difference"] < 1e-4
@@ -92,13 +97,7 @@ print(json.dumps(out))
 
 @pytest.mark.slow
 def test_data_parallel_handles_a_last_batch_that_does_not_split_evenly():
-    pytest.importorskip("jax", reason="keras.distribution needs JAX (pip install jax)")
-    env = dict(os.environ, KERAS_BACKEND="jax",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-c", UNEVEN], capture_output=True, text=True,
-                            env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    figures = _run_on_virtual_devices(UNEVEN, 2)
     assert figures["outside"] == 1 and figures["inside"] == 2
     assert figures["probabilities"] == [13, 2]
     assert "multiple of 2" in figures["error"]
