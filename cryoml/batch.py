@@ -174,6 +174,20 @@ def _run_one(task: Callable[..., dict], input_path: str, output_path: str, optio
     }
 
 
+def _check_distinct_outputs(files: Sequence[Path], out_dir: Path, suffix: str) -> None:
+    """Refuse inputs whose outputs would land on one file (same name, different folders)."""
+    first: dict[str, Path] = {}
+    for path in files:
+        name = f"{path.stem}{suffix}"
+        if name in first:
+            raise CryomlError(
+                f"{first[name]} and {path} would both be written to {out_dir / name} (same file "
+                f"name in different folders). Run them with different output folders, or "
+                f"rename one."
+            )
+        first[name] = path
+
+
 def run_batch(
     task: Callable[..., dict],
     inputs: Sequence[str | os.PathLike],
@@ -228,14 +242,16 @@ def run_batch(
     Raises
     ------
     CryomlError
-        If an input pattern matches nothing, or ``overwrite`` is False and an output to be
-        written exists but is not recorded in the manifest.
+        If an input pattern matches nothing, two inputs would write one output (same name in
+        different folders), or ``overwrite`` is False and an output to be written exists but is
+        not recorded in the manifest.
     """
     from dask.distributed import Client, LocalCluster, as_completed
     from tqdm.auto import tqdm
 
     files = expand_inputs(inputs)
     out_dir = Path(out_dir)
+    _check_distinct_outputs(files, out_dir, suffix)
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(out_dir)
     manifest = _load_manifest(out_dir)

@@ -110,3 +110,14 @@ def test_without_overwrite_only_outputs_recorded_in_the_manifest_are_replaced(in
     np.testing.assert_array_equal(np.load(out / "t1_x2.npy"), 2)
     last = run_batch(double_volume, [str(inputs / "*.npy")], overwrite=False, **batch)
     assert len(last.skipped) == 4 and not last.done
+
+
+def test_inputs_of_one_name_in_two_folders_are_refused_before_anything_runs(inputs, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    np.save(other / "t0.npy", np.zeros((4, 4), np.float32))
+    out = tmp_path / "out"
+    with pytest.raises(CryomlError, match=r"t0\.npy and .*t0\.npy would both be written"):
+        run_batch(double_volume, [str(inputs / "t0.npy"), str(other / "t0.npy")],
+                  out_dir=out, suffix="_x2.npy", progress=False)
+    assert not out.exists()
