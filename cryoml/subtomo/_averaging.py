@@ -256,13 +256,7 @@ class _Aligner:
         return (spectra / np.maximum(norms, 1e-12)[:, None, None, None]).astype(np.complex64)
 
     def _map(self, function, items, threads=None) -> list:
-        """``[function(item) for item in items]``, over threads (scipy.ndimage and scipy.fft
-        release the GIL, so rotations and FFTs of different items run in parallel)."""
-        threads = self.threads if threads is None else threads
-        if threads == 1 or len(items) < 2:
-            return [function(item) for item in items]
-        with ThreadPoolExecutor(min(threads, len(items))) as pool:
-            return list(pool.map(function, items))
+        return _thread_map(function, items, self.threads if threads is None else threads)
 
     def _rotated_reference_spectra(self, reference_binned: np.ndarray, rotations: np.ndarray,
                                    threads=None):
@@ -362,6 +356,15 @@ class _Aligner:
                     rotations[i], shifts[i], scores[i] = rotation, shift, score
             angle /= 3
         return rotations, shifts, scores
+
+
+def _thread_map(function, items, threads: int) -> list:
+    """``[function(item) for item in items]``, over ``threads`` threads (scipy.ndimage and
+    scipy.fft release the GIL, so rotations and FFTs of different items run in parallel)."""
+    if threads == 1 or len(items) < 2:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+        return list(pool.map(function, items))
 
 
 def _resolve_threads(n_jobs) -> int:
@@ -501,12 +504,7 @@ def average_aligned(
     threads = _resolve_threads(n_jobs)
     for start in range(0, len(volumes), 4 * threads):  # bounded memory; summed in order
         items = range(start, min(len(volumes), start + 4 * threads))
-        if threads == 1 or len(items) < 2:
-            parts = [moved_back(i) for i in items]
-        else:
-            with ThreadPoolExecutor(threads) as pool:
-                parts = list(pool.map(moved_back, items))
-        for spectrum, rotated_mask in parts:
+        for spectrum, rotated_mask in _thread_map(moved_back, items, threads):
             total += spectrum
             coverage += rotated_mask
     average = total / np.maximum(coverage, 1.0)
