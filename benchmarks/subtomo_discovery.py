@@ -80,6 +80,12 @@ def main() -> None:
     parser.add_argument("--angular-step", type=float)
     parser.add_argument("--skip-cluster-sizes", action="store_true")
     parser.add_argument("--results", type=Path)
+    parser.add_argument(
+        "--simulated",
+        type=Path,
+        help="a .npz of the simulated set: read it if it exists (its settings must match), "
+        "otherwise simulate and write it there, so parallel runs simulate once",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-jobs", type=int, default=os.cpu_count() or 2,
                         help="processes for simulating, threads for the alignment")
@@ -87,7 +93,7 @@ def main() -> None:
 
     import numpy as np
 
-    from cryoml.simulate import load_density, simulate_subtomograms
+    from cryoml.simulate import SubtomogramSet, load_density, simulate_subtomograms
     from cryoml.subtomo import (
         XU2017_COMPLEXES,
         SubtomoClassifier,
@@ -144,16 +150,28 @@ def main() -> None:
         os.replace(tmp, results_path)
 
     t0 = time.perf_counter()
-    data = simulate_subtomograms(
-        complexes,
-        n_per_class,
-        snr=args.snr,
-        tilt_range=args.tilt,
-        box=box,
-        voxel_size=voxel_size,
-        random_state=args.seed,
-        n_jobs=args.n_jobs,
-    )
+    wanted = {"snr": args.snr, "tilt_range": args.tilt, "box": box, "n_per_class": n_per_class,
+              "random_state": args.seed}
+    if args.simulated is not None and args.simulated.is_file():
+        data = SubtomogramSet.load(args.simulated)
+        differs = {key: (data.params.get(key), value) for key, value in wanted.items()
+                   if data.params.get(key) != value}
+        if differs or data.class_names[: len(complexes)] != complexes:
+            sys.exit(f"{args.simulated}: simulated with other settings {differs}; "
+                     "remove it or name another --simulated file.")
+    else:
+        data = simulate_subtomograms(
+            complexes,
+            n_per_class,
+            snr=args.snr,
+            tilt_range=args.tilt,
+            box=box,
+            voxel_size=voxel_size,
+            random_state=args.seed,
+            n_jobs=args.n_jobs,
+        )
+        if args.simulated is not None:
+            data.save(args.simulated)
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(data))
     half = len(order) // 2

@@ -421,6 +421,8 @@ def simulate_subtomograms(
         "n_per_class": int(n_per_class),
         "include_empty": bool(include_empty),
         "max_shift": float(max_shift),
+        # an int seed makes the set reproducible; record it so a saved set can be matched
+        "random_state": int(random_state) if isinstance(random_state, int | np.integer) else None,
         "ctf": None if params_ctf is None else params_ctf.to_dict(),
         "mtf": bool(use_mtf),
         "signal_variance": signal_var,

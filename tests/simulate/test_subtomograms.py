@@ -36,6 +36,7 @@ def test_same_seed_gives_the_same_set_for_any_number_of_jobs():
     two = simulate_subtomograms(CLASSES[:2], 8, snr=0.05, box=16, voxel_size=18,
                                 random_state=3, n_jobs=2)
     assert np.array_equal(one.data, two.data)
+    assert one.params["random_state"] == 3  # recorded, so a saved set can be matched
     other = simulate_subtomograms(CLASSES[:2], 8, snr=0.05, box=16, voxel_size=18,
                                   random_state=4, n_jobs=1)
     assert not np.array_equal(one.data, other.data)
