@@ -630,10 +630,8 @@ def classify_and_average(
         rotations = np.stack([p[0] for p in poses], axis=1)[rows, labels]
         shifts = np.stack([p[1] for p in poses], axis=1)[rows, labels]
         scores = all_scores[rows, labels]
-        for k in range(int(n_classes)):
-            if not np.any(labels == k):  # re-seed an empty class with the worst fit
-                worst = int(np.argmin(scores))
-                labels[worst], rotations[worst], shifts[worst] = k, np.eye(3), 0.0
+        for k, worst in _reseed_empty_classes(labels, scores, int(n_classes)):
+            labels[worst], rotations[worst], shifts[worst] = k, np.eye(3), 0.0
         for k in range(int(n_classes)):
             members = np.flatnonzero(labels == k)
             averages[k] = average_aligned(volumes[members], rotations[members], shifts[members],
@@ -648,6 +646,25 @@ def classify_and_average(
         sizes=np.bincount(labels, minlength=int(n_classes)),
         history=history,
     )
+
+
+def _reseed_empty_classes(
+    labels: np.ndarray, scores: np.ndarray, n_classes: int
+) -> list[tuple[int, int]]:
+    """``(class, subtomogram)`` moves that give every empty class one member: the worst-fitting
+    subtomograms, each taken from a class that keeps at least one member (taking the single
+    worst for every empty class would empty the class it was just given to)."""
+    sizes = np.bincount(labels, minlength=n_classes)
+    moves = []
+    candidates = iter(np.argsort(scores, kind="stable"))
+    for k in np.flatnonzero(sizes == 0):
+        for index in candidates:
+            if sizes[labels[index]] > 1:
+                sizes[labels[index]] -= 1
+                sizes[k] += 1
+                moves.append((int(k), int(index)))
+                break
+    return moves
 
 
 def _initial_labels(volumes: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:

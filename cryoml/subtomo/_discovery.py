@@ -141,11 +141,7 @@ def leave_one_out(
         n_jobs=n_jobs,
     )
     is_c = test_labels[members] == left_out
-    fractions = [
-        float(np.mean(is_c[result.labels == j])) if np.any(result.labels == j) else 0.0
-        for j in range(len(result.averages))
-    ]
-    best = int(np.argmax(fractions))
+    fractions, best = _most_enriched_class(result.labels, is_c, len(result.averages))
     average = result.averages[best] * (-1.0 if dark_density else 1.0)
     true_map = np.asarray(true_map, dtype=np.float32)
     pose = align_to_reference(average, true_map, tilt_range=None, angular_step=angular_step,
@@ -165,6 +161,17 @@ def leave_one_out(
         "cluster_size_stats": {key: v for key, v in division.stats.items() if key != "sizes"},
         "seconds": float(time.perf_counter() - start),
     }
+
+
+def _most_enriched_class(labels: np.ndarray, is_c: np.ndarray, n_classes: int):
+    """Share of C in each class and the class most enriched in C; among equally enriched
+    classes (often several are 100 % C) the one with the most members of C, whose average is
+    the least noisy — not simply the first."""
+    fractions = [float(np.mean(is_c[labels == j])) if np.any(labels == j) else 0.0
+                 for j in range(n_classes)]
+    counts = [int(np.sum(is_c[labels == j])) for j in range(n_classes)]
+    best = max(range(n_classes), key=lambda j: (fractions[j], counts[j]))
+    return fractions, best
 
 
 def _pair(source):

@@ -98,3 +98,23 @@ def test_bad_thread_counts_are_refused(shape):
 
     with pytest.raises(CryomlError, match="n_jobs"):
         align_to_reference(shape, shape, n_jobs=0)
+
+
+def test_classes_that_empty_are_reseeded_and_keep_a_member(shape):
+    # identical copies score the same against every average, so all fall into the first class;
+    # the other two must each get one member back (a second empty class used to steal the
+    # member just given to the first, and averaging an empty class failed)
+    volumes = np.repeat(shape[None], 6, axis=0)
+    result = classify_and_average(volumes, 3, n_iterations=2, tilt_range=None,
+                                  angular_step=60, random_state=0)
+    assert result.sizes.sum() == 6 and np.all(result.sizes >= 1)
+    assert np.all(np.isfinite(result.averages))
+
+
+def test_reseeding_takes_the_worst_fits_from_classes_that_stay_filled():
+    from cryoml.subtomo._averaging import _reseed_empty_classes
+
+    labels = np.array([0, 0, 0, 1, 0])
+    scores = np.array([0.9, 0.2, 0.8, 0.1, 0.5])
+    # class 2 and 3 are empty; subtomogram 3 is the worst but alone in class 1
+    assert _reseed_empty_classes(labels, scores, 4) == [(2, 1), (3, 4)]

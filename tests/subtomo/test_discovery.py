@@ -30,3 +30,13 @@ def test_leave_one_out_runs_end_to_end_and_reports_the_resolution():
     assert 0 < result["cluster_fraction_C"] <= 1
     with pytest.raises(CryomlError, match="no member"):
         leave_one_out((data, labels), (data, labels), 7, truth, voxel_size=9.2)
+
+
+def test_among_equally_pure_classes_the_one_with_most_members_of_c_is_chosen():
+    from cryoml.subtomo._discovery import _most_enriched_class
+
+    labels = np.array([0, 0, 1, 1, 1, 1, 2, 2, 2])
+    is_c = np.array([True, True, True, True, True, True, True, True, False])
+    fractions, best = _most_enriched_class(labels, is_c, 3)
+    assert fractions == [1.0, 1.0, pytest.approx(2 / 3)]
+    assert best == 1  # 4 members of C, not the first 100 % class with 2
