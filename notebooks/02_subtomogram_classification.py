@@ -59,16 +59,17 @@ print(train, test, sep="\n")
 # conv 32@5³ → pool → inception block (1³, 3³, 5³ and pooling branches, 160 maps) → average
 # pool → dropout 0.7 → linear → softmax. The paper's recipe is SGD with Nesterov momentum; the
 # `modern` recipe (Adam, wedge-preserving rotations) converges faster on short runs.
-# **Pitfall:** with the paper's recipe, give Inception3D the raw volumes (`normalize=False`),
-# as the authors' code did. On standardised input its 786,080-input linear layer takes huge
-# SGD steps and the network collapses to chance: 0.046 against 0.967 with raw input on our
-# full-size run at SNR 0.1, ±60° (`benchmarks/RESULTS.md`).
+# **Pitfall:** give Inception3D the raw volumes (`normalize=False`), as the authors' code did.
+# On standardised input its 786,080-input linear layer takes huge steps and the network can
+# collapse to chance: with the paper's recipe 0.046 against 0.967 with raw input on our
+# full-size run at SNR 0.1, ±60°, and with the `modern` recipe 0.043 in this notebook's own
+# full mode (`benchmarks/RESULTS.md`). A collapsed fit logs a warning.
 
 # %%
 monitor = TrainingMonitor()
 display(monitor)
 inception = subtomo.SubtomoClassifier(model="inception3d", recipe="modern", epochs=EPOCHS,
-                                      random_state=SEED, progress=False)
+                                      normalize=False, random_state=SEED, progress=False)
 with monitor.attach():  # every keras fit in this block reports to the monitor
     inception.fit(train)
 reports = {"Inception3D": inception.evaluate(test)}

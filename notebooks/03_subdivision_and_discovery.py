@@ -38,8 +38,9 @@ OUT.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
 # ## 1. Data and a trained network
-# As in `02_subtomogram_classification` (smaller here). The features are only as good as
-# the classifier: check its accuracy before trusting clusters.
+# As in `02_subtomogram_classification` (smaller here; raw input, as Inception3D needs). The
+# features are only as good as the classifier: check its accuracy before trusting clusters —
+# a network at chance (1 / number of classes) gives features that mean nothing.
 
 # %%
 train = simulate_subtomograms(COMPLEXES, N_TRAIN, snr=SNR, box=BOX, voxel_size=VOXEL,
@@ -47,7 +48,8 @@ train = simulate_subtomograms(COMPLEXES, N_TRAIN, snr=SNR, box=BOX, voxel_size=V
 test = simulate_subtomograms(COMPLEXES, N_TEST, snr=SNR, box=BOX, voxel_size=VOXEL,
                              random_state=SEED + 1)
 classifier = subtomo.SubtomoClassifier(model="inception3d", recipe="modern", epochs=EPOCHS,
-                                       random_state=SEED, progress=False).fit(train)
+                                       normalize=False, random_state=SEED,
+                                       progress=False).fit(train)
 print("test accuracy", round(classifier.evaluate(test)["accuracy"], 3))
 
 # %% [markdown]
@@ -88,6 +90,6 @@ explorer
 true_map = load_density(COMPLEXES[0], voxel_size=VOXEL, box=BOX)
 discovery = subtomo.leave_one_out(
     train, test, 0, true_map, voxel_size=VOXEL, model="inception3d",
-    classifier_options={"epochs": EPOCHS, "recipe": "modern"}, k=K,
+    classifier_options={"epochs": EPOCHS, "recipe": "modern", "normalize": False}, k=K,
     n_iterations=2 if QUICK else 5, angular_step=45 if QUICK else 25, random_state=SEED)
 print({key: value for key, value in discovery.items() if key != "cluster_size_stats"})

@@ -76,7 +76,7 @@ sub_train = simulate_subtomograms(names, n_train, snr=snr, box=box, voxel_size=v
 sub_test = simulate_subtomograms(names, n_train // 2, snr=snr, box=box, voxel_size=voxel,
                                  random_state=SEED + 1)
 cnn = subtomo.SubtomoClassifier(model="inception3d", recipe="modern", epochs=EPOCHS + 1,
-                                random_state=SEED, progress=False).fit(sub_train)
+                                normalize=False, random_state=SEED, progress=False).fit(sub_train)
 ours["Inception3D acc."] = cnn.evaluate(sub_test)["accuracy"]
 rif = subtomo.RIFSVM(max_degree=6 if QUICK else 10, random_state=SEED).fit(sub_train)
 ours["RIF-SVM acc."] = rif.evaluate(sub_test)["accuracy"]

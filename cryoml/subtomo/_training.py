@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cryoml._errors import CryomlError
+from cryoml._errors import CryomlError, CryomlWarning
 from cryoml._keras_fit import fit_keeping_best
 from cryoml._validation import check_random_state, check_training_settings
 from cryoml.distribute import batch_multiple
@@ -300,7 +301,35 @@ class SubtomoClassifier:
         self.history_ = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
         self.settings_ = settings
         self._run_fit(train_batches, val_batches, settings, callbacks)
+        if val_source is not None:
+            judged = val_source[1] if len(val_source) == 2 else val_source[1][val_source[2]]
+        else:
+            judged = labels[train_idx]
+        self._warn_if_at_chance(judged)
         return self
+
+    def _warn_if_at_chance(self, labels: np.ndarray | None) -> None:
+        """Warn when the best epoch's accuracy is no better than always answering the most
+        common class: the network did not learn (collapsed), and its features mean nothing."""
+        key = "val_accuracy" if np.any(np.isfinite(self.history_["val_accuracy"])) else "accuracy"
+        values = np.asarray(self.history_[key], dtype=float)
+        if labels is None or len(labels) == 0 or not np.any(np.isfinite(values)):
+            return
+        chance = np.bincount(np.asarray(labels, dtype=int)).max() / len(labels)
+        best = float(np.nanmax(values))
+        if best > chance + 0.01:
+            return
+        hint = ""
+        if self.model == "inception3d" and self.normalize:
+            hint = (" Inception3D on standardised input can collapse like this: train on the "
+                    "raw volumes (normalize=False), as the authors' code did.")
+        warnings.warn(
+            f"{self.model}: best {key} {best:.3f} is no better than chance ({chance:.3f}, "
+            f"always the most common class): the network did not learn.{hint} Otherwise check "
+            "the labels, train longer or lower the learning_rate.",
+            CryomlWarning,
+            stacklevel=3,
+        )
 
     @staticmethod
     def _optimizer(settings: dict[str, Any]):

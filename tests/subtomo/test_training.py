@@ -106,3 +106,31 @@ def test_classification_report_counts_per_class_recall():
     report = classification_report(np.array([0, 1, 2, 2]), np.array([0, 2, 2, 2]), n_classes=3)
     assert report["per_class_recall"] == [1.0, 0.0, 1.0]
     assert report["confusion_matrix"][1] == [0, 0, 1]
+
+
+def test_a_network_that_cannot_learn_warns_that_it_is_at_chance(tiny_set):
+    from cryoml._errors import CryomlWarning
+
+    data, labels, _ = tiny_set
+    blank = np.zeros_like(data)  # nothing to tell the classes apart
+    clf = SubtomoClassifier(model="inception3d", epochs=1, batch_size=8, random_state=0,
+                            progress=False)
+    with pytest.warns(CryomlWarning, match=r"chance.*normalize=False"):
+        clf.fit(blank, labels)
+
+
+def test_the_chance_check_reads_the_best_epoch():
+    import warnings
+
+    from cryoml._errors import CryomlWarning
+
+    clf = SubtomoClassifier(model="dsrf3d")
+    labels = np.repeat([0, 1, 2], 10)
+    clf.history_ = {"accuracy": [0.3, 0.4], "val_accuracy": [0.30, 0.34],
+                    "loss": [], "val_loss": []}
+    with pytest.warns(CryomlWarning, match="no better than chance"):
+        clf._warn_if_at_chance(labels)
+    clf.history_["val_accuracy"] = [0.3, 0.9]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CryomlWarning)
+        clf._warn_if_at_chance(labels)
