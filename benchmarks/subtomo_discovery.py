@@ -191,7 +191,8 @@ def main() -> None:
         features = clf.transform(test_set[0])
         divisions = {
             "features": subdivide(features, k, random_state=args.seed),
-            "pose_norm": pose_normalised_kmeans(test_set[0], k, random_state=args.seed),
+            "pose_norm": pose_normalised_kmeans(test_set[0], k, random_state=args.seed,
+                                                n_jobs=args.n_jobs),
         }
         results["cluster_size_max_over_median"] = {
             name: division.stats["max_over_median"] for name, division in divisions.items()

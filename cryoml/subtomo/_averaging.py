@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy import fft as sfft
@@ -36,6 +34,7 @@ from scipy import ndimage
 from cryoml._errors import CryomlError
 from cryoml._validation import check_array, check_positive, check_random_state
 from cryoml.subtomo._data import standardize
+from cryoml.subtomo._threads import resolve_threads, thread_map
 
 __all__ = [
     "Alignment",
@@ -218,7 +217,7 @@ class _Aligner:
     def __init__(self, shape, *, tilt_range, bin_factor, lowpass_voxels, max_shift, angular_step,
                  n_jobs=-1):
         self.full_shape = tuple(shape)
-        self.threads = _resolve_threads(n_jobs)
+        self.threads = resolve_threads(n_jobs)
         if bin_factor is None:  # coarsest binning that keeps >= 16 voxels a side
             bin_factor = max(1, min(shape) // 16)
         self.bin = int(bin_factor)
@@ -256,7 +255,7 @@ class _Aligner:
         return (spectra / np.maximum(norms, 1e-12)[:, None, None, None]).astype(np.complex64)
 
     def _map(self, function, items, threads=None) -> list:
-        return _thread_map(function, items, self.threads if threads is None else threads)
+        return thread_map(function, items, self.threads if threads is None else threads)
 
     def _rotated_reference_spectra(self, reference_binned: np.ndarray, rotations: np.ndarray,
                                    threads=None):
@@ -356,26 +355,6 @@ class _Aligner:
                     rotations[i], shifts[i], scores[i] = rotation, shift, score
             angle /= 3
         return rotations, shifts, scores
-
-
-def _thread_map(function, items, threads: int) -> list:
-    """``[function(item) for item in items]``, over ``threads`` threads (scipy.ndimage and
-    scipy.fft release the GIL, so rotations and FFTs of different items run in parallel)."""
-    if threads == 1 or len(items) < 2:
-        return [function(item) for item in items]
-    with ThreadPoolExecutor(min(threads, len(items))) as pool:
-        return list(pool.map(function, items))
-
-
-def _resolve_threads(n_jobs) -> int:
-    """Threads for ``n_jobs`` (scikit-learn's convention: None → 1, -1 → every core)."""
-    if n_jobs is None:
-        return 1
-    if int(n_jobs) != n_jobs or n_jobs == 0 or n_jobs < -1:
-        raise CryomlError(
-            f"'n_jobs' must be a whole number >= 1, or -1 (all cores); got {n_jobs!r}."
-        )
-    return (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
 
 
 def _check_volumes(volumes, name) -> np.ndarray:
@@ -501,10 +480,10 @@ def average_aligned(
 
     total = np.zeros(shape, dtype=np.complex128)
     coverage = np.zeros(shape, dtype=np.float64)
-    threads = _resolve_threads(n_jobs)
+    threads = resolve_threads(n_jobs)
     for start in range(0, len(volumes), 4 * threads):  # bounded memory; summed in order
         items = range(start, min(len(volumes), start + 4 * threads))
-        for spectrum, rotated_mask in _thread_map(moved_back, items, threads):
+        for spectrum, rotated_mask in thread_map(moved_back, items, threads):
             total += spectrum
             coverage += rotated_mask
     average = total / np.maximum(coverage, 1.0)

@@ -217,7 +217,8 @@ def pose_normalize(volume: np.ndarray, *, sigma: float = 1.0, dark_density: bool
     cov = (centred * w) @ centred.T
     _, vectors = np.linalg.eigh(cov)
     axes = vectors[:, ::-1]  # largest variance first → Z
-    third = ((axes.T @ centred) ** 3) @ w
+    projected = axes.T @ centred
+    third = (projected * projected * projected) @ w  # ** 3 is ~30x slower here
     axes = axes * np.where(third < 0, -1.0, 1.0)
     if np.linalg.det(axes) < 0:
         axes[:, 2] *= -1
@@ -236,6 +237,7 @@ def pose_normalised_kmeans(
     dark_density: bool = True,
     random_state: int | np.random.Generator | None = None,
     progress: bool = False,
+    n_jobs: int | None = -1,
 ) -> Subdivision:
     """Baseline subdivision: k-means on pose-normalised voxels (Xu et al. 2015).
 
@@ -251,22 +253,36 @@ def pose_normalised_kmeans(
         See :func:`pose_normalize`.
     random_state : None, int or Generator
     progress : bool, default False
+    n_jobs : int or None, default -1
+        Threads for the pose normalisation (-1: every core; None: 1). Results do not depend
+        on it.
 
     Returns
     -------
     Subdivision
     """
+    from cryoml.subtomo._threads import resolve_threads, thread_map
+
     data, _, _ = open_subtomograms(data)
+    threads = resolve_threads(n_jobs)
     n = int(data.shape[0])
-    indices = range(n)
+    vectors = np.empty((n, int(np.prod(data.shape[1:]))), dtype=np.float32)
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        indices = tqdm(indices, desc="pose normalisation", unit="subtomogram")
-    vectors = np.empty((n, int(np.prod(data.shape[1:]))), dtype=np.float32)
-    for i in indices:
-        volume = standardize(read_batch(data, np.array([i])))[0]
-        vectors[i] = pose_normalize(volume, dark_density=dark_density).ravel()
+        bar = tqdm(total=n, desc="pose normalisation", unit="subtomogram")
+
+    def normalise(chunk: np.ndarray) -> None:
+        for i, volume in zip(chunk, standardize(read_batch(data, chunk)), strict=True):
+            vectors[i] = pose_normalize(volume, dark_density=dark_density).ravel()
+        if bar is not None:
+            bar.update(len(chunk))
+
+    # chunks of 16: one read per chunk, and many chunks per thread for an even load
+    thread_map(normalise, [np.arange(i, min(n, i + 16)) for i in range(0, n, 16)], threads)
+    if bar is not None:
+        bar.close()
     rng = check_random_state(random_state)
     if n_components is not None and n_components < min(vectors.shape):
         from sklearn.decomposition import PCA

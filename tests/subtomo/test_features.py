@@ -37,6 +37,13 @@ def test_pose_normalised_kmeans_clusters_every_subtomogram():
     assert division.labels.shape == (16,)
 
 
+def test_pose_normalisation_threads_do_not_change_the_clusters():
+    data, _, _ = make_set(n_classes=3, n_per_class=20, box=16, noise=0.1, seed=2)
+    serial = pose_normalised_kmeans(-data, k=5, n_components=8, random_state=0, n_jobs=None)
+    threaded = pose_normalised_kmeans(-data, k=5, n_components=8, random_state=0, n_jobs=3)
+    np.testing.assert_array_equal(serial.labels, threaded.labels)
+
+
 def test_tsne_embeds_in_two_dimensions():
     rng = np.random.default_rng(1)
     embedding = tsne_embedding(rng.normal(size=(20, 5)), max_iter=250, random_state=0)
