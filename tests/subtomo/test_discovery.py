@@ -14,6 +14,8 @@ def test_the_22_complexes_leave_out_the_ribosome_halves_and_the_largest_maps():
         assert excluded not in XU2017_COMPLEXES
 
 
+# one epoch on a tiny set: whether the network learns is not what this test checks
+@pytest.mark.filterwarnings("ignore:.*no better than chance")
 def test_leave_one_out_runs_end_to_end_and_reports_the_resolution():
     data, labels, shapes = make_set(n_classes=3, n_per_class=10, box=16, noise=0.05, seed=4)
     data = -data  # dense matter dark, as in cryo-ET
