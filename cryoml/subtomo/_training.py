@@ -301,24 +301,34 @@ class SubtomoClassifier:
         self.history_ = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
         self.settings_ = settings
         self._run_fit(train_batches, val_batches, settings, callbacks)
+        val_labels = None
         if val_source is not None:
-            judged = val_source[1] if len(val_source) == 2 else val_source[1][val_source[2]]
-        else:
-            judged = labels[train_idx]
-        self._warn_if_at_chance(judged)
+            val_labels = val_source[1] if len(val_source) == 2 else val_source[1][val_source[2]]
+        self._warn_if_at_chance(labels[train_idx], val_labels)
         return self
 
-    def _warn_if_at_chance(self, labels: np.ndarray | None) -> None:
-        """Warn when the best epoch's accuracy is no better than always answering the most
-        common class: the network did not learn (collapsed), and its features mean nothing."""
-        key = "val_accuracy" if np.any(np.isfinite(self.history_["val_accuracy"])) else "accuracy"
-        values = np.asarray(self.history_[key], dtype=float)
-        if labels is None or len(labels) == 0 or not np.any(np.isfinite(values)):
+    def _warn_if_at_chance(self, train_labels: np.ndarray, val_labels=None) -> None:
+        """Warn when training ended at chance: the best epoch no better than always answering
+        the most common class on the training data and, where it is large enough to tell, on
+        the validation data — the network collapsed and its features mean nothing. Sets under
+        ``max(30, 3 × classes)`` subtomograms are too small to tell and are not judged."""
+        smallest = max(30, 3 * int(getattr(self, "n_classes_", 2)))
+
+        def at_chance(key, labels, margin):
+            values = np.asarray(self.history_.get(key, []), dtype=float)
+            if labels is None or len(labels) < smallest or not np.any(np.isfinite(values)):
+                return None  # not judged
+            chance = np.bincount(np.asarray(labels, dtype=int)).max() / len(labels)
+            best = float(np.nanmax(values))
+            return (key, best, chance) if best <= chance + margin else False
+
+        verdict = at_chance("accuracy", train_labels, 0.02)
+        if not verdict:
             return
-        chance = np.bincount(np.asarray(labels, dtype=int)).max() / len(labels)
-        best = float(np.nanmax(values))
-        if best > chance + 0.01:
+        on_validation = at_chance("val_accuracy", val_labels, 0.01)
+        if on_validation is False:
             return
+        key, best, chance = on_validation or verdict
         hint = ""
         if self.model == "inception3d" and self.normalize:
             hint = (" Inception3D on standardised input can collapse like this: train on the "

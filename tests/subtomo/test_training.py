@@ -119,18 +119,22 @@ def test_a_network_that_cannot_learn_warns_that_it_is_at_chance(tiny_set):
         clf.fit(blank, labels)
 
 
-def test_the_chance_check_reads_the_best_epoch():
+def test_the_chance_check_reads_the_best_epoch_and_skips_sets_too_small_to_tell():
     import warnings
 
     from cryoml._errors import CryomlWarning
 
     clf = SubtomoClassifier(model="dsrf3d")
+    clf.n_classes_ = 3
     labels = np.repeat([0, 1, 2], 10)
-    clf.history_ = {"accuracy": [0.3, 0.4], "val_accuracy": [0.30, 0.34],
+    clf.history_ = {"accuracy": [0.3, 0.34], "val_accuracy": [0.30, 0.34],
                     "loss": [], "val_loss": []}
-    with pytest.warns(CryomlWarning, match="no better than chance"):
-        clf._warn_if_at_chance(labels)
-    clf.history_["val_accuracy"] = [0.3, 0.9]
+    with pytest.warns(CryomlWarning, match="best val_accuracy 0.340 is no better than chance"):
+        clf._warn_if_at_chance(labels, labels)
     with warnings.catch_warnings():
         warnings.simplefilter("error", CryomlWarning)
-        clf._warn_if_at_chance(labels)
+        clf._warn_if_at_chance(labels[:15], labels)  # 15 training subtomograms: cannot tell
+        clf.history_["val_accuracy"] = [0.3, 0.9]  # learned, by the validation data
+        clf._warn_if_at_chance(labels, labels)
+        clf.history_["accuracy"] = [0.3, 0.8]  # learned, by the training data
+        clf._warn_if_at_chance(labels, None)
