@@ -128,6 +128,10 @@ def main() -> None:
             model: int(sum(r["success"] for r in runs_.values()))
             for model, runs_ in results["runs"].items()
         }
+        results["successes_from_shell_2"] = {  # runs from before this key count as they were
+            model: int(sum(r.get("success_from_shell_2", r["success"]) for r in runs_.values()))
+            for model, runs_ in results["runs"].items()
+        }
         results["n_classes"] = len(complexes)
         results["n_done"] = {model: len(r) for model, r in results["runs"].items()}
         results["resolution_nm"] = {name: r["resolution_nm"] for name, r in runs.items()}
@@ -229,6 +233,7 @@ def main() -> None:
         save()
         log(
             f"{name}: {result['resolution_nm']:.1f} nm "
+            f"({result['resolution_nm_from_shell_2']:.1f} nm from shell 2) "
             f"({'success' if result['success'] else 'miss'}), cluster {result['cluster_size']} "
             f"({result['cluster_fraction_C']:.2f} C), {result['seconds']:.0f} s"
         )

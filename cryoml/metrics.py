@@ -286,7 +286,12 @@ def fsc(volume_a: np.ndarray, volume_b: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def fsc_resolution(
-    volume_a: np.ndarray, volume_b: np.ndarray, *, voxel_size: float, threshold: float = 0.5
+    volume_a: np.ndarray,
+    volume_b: np.ndarray,
+    *,
+    voxel_size: float,
+    threshold: float = 0.5,
+    first_shell: int = 1,
 ) -> float:
     """Resolution (Å) where the FSC first falls below ``threshold``.
 
@@ -301,19 +306,34 @@ def fsc_resolution(
         Voxel size in Å.
     threshold : float, default 0.5
         FSC criterion (0.5 as in Xu et al. 2017; 0.143 for half maps).
+    first_shell : int, default 1
+        First shell where a crossing counts. Shell 0 is the mean. Shell 1 (one period across
+        the box) holds only a few dozen Fourier coefficients, so one dip there can report a
+        box-sized "resolution" for volumes that agree to fine detail; 2 ignores it.
 
     Returns
     -------
     float
         Resolution in Å (divide by 10 for nm).
+
+    Raises
+    ------
+    CryomlError
+        For a ``first_shell`` outside 1 … N // 2 − 1.
     """
     voxel_size = check_positive(voxel_size, name="voxel_size")
     frequencies, curve = fsc(volume_a, volume_b)
-    # Shell 0 is the mean; start at the first real shell.
-    for i in range(1, len(curve)):
+    if int(first_shell) != first_shell or not 1 <= first_shell < len(curve):
+        raise CryomlError(
+            f"'first_shell' must be a whole number in [1, {len(curve) - 1}]; got {first_shell!r}."
+        )
+    for i in range(int(first_shell), len(curve)):
         if curve[i] < threshold:
             f0, f1 = frequencies[i - 1], frequencies[i]
             c0, c1 = curve[i - 1], curve[i]
-            crossing = f1 if c0 == c1 else f0 + (c0 - threshold) * (f1 - f0) / (c0 - c1)
+            if c0 <= threshold or c0 == c1:  # nothing to interpolate from (e.g. shell 1 dipped)
+                crossing = f1
+            else:
+                crossing = f0 + (c0 - threshold) * (f1 - f0) / (c0 - c1)
             return float(voxel_size / max(crossing, 1e-6))
     return float(2.0 * voxel_size)

@@ -82,3 +82,20 @@ def test_fsc_resolution_is_where_signal_power_equals_noise_power():
     copy_b = signal + sigma * rng.normal(size=signal.shape)
     resolution = metrics.fsc_resolution(copy_a, copy_b, voxel_size=10.0)
     assert resolution == pytest.approx(40.0, rel=0.15)
+
+
+def test_fsc_resolution_can_ignore_a_dip_in_the_first_shell():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    volume = ndimage.gaussian_filter(rng.normal(size=(24, 24, 24)), 1.0)
+    spectrum = np.fft.fftn(volume)
+    kz, ky, kx = np.meshgrid(*[np.fft.fftfreq(24)] * 3, indexing="ij")
+    shell_1 = np.rint(np.sqrt(kz**2 + ky**2 + kx**2) * 24) == 1
+    spectrum[shell_1] *= -1  # anti-correlated in shell 1 only, identical everywhere else
+    dipped = np.fft.ifftn(spectrum).real
+    assert metrics.fsc(volume, dipped)[1][1] < -0.9
+    assert metrics.fsc_resolution(volume, dipped, voxel_size=10.0) > 200  # box-sized
+    assert metrics.fsc_resolution(volume, dipped, voxel_size=10.0, first_shell=2) == 20.0
+    with pytest.raises(CryomlError, match="first_shell"):
+        metrics.fsc_resolution(volume, dipped, voxel_size=10.0, first_shell=12)

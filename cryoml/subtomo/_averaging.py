@@ -666,10 +666,16 @@ def _initial_labels(volumes: np.ndarray, n_classes: int, rng: np.random.Generato
 
 
 def fsc_resolution_nm(
-    volume_a: np.ndarray, volume_b: np.ndarray, *, voxel_size: float, threshold: float = 0.5
+    volume_a: np.ndarray,
+    volume_b: np.ndarray,
+    *,
+    voxel_size: float,
+    threshold: float = 0.5,
+    first_shell: int = 1,
 ) -> float:
     """FSC resolution at ``threshold`` in **nm** (``voxel_size`` in Å); see
     :func:`cryoml.metrics.fsc_resolution`."""
     from cryoml.metrics import fsc_resolution
 
-    return fsc_resolution(volume_a, volume_b, voxel_size=voxel_size, threshold=threshold) / 10.0
+    return fsc_resolution(volume_a, volume_b, voxel_size=voxel_size, threshold=threshold,
+                          first_shell=first_shell) / 10.0

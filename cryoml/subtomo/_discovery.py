@@ -95,8 +95,10 @@ def leave_one_out(
     Returns
     -------
     dict
-        ``resolution_nm``, ``success``, ``cluster_size``, ``cluster_fraction_C`` (share of the
-        cluster that is C), ``cluster_recall_C`` (share of C in the cluster), ``class_size``,
+        ``resolution_nm``, ``success``, ``resolution_nm_from_shell_2`` and
+        ``success_from_shell_2`` (ignoring a dip in shell 1), ``fsc`` (the curve per shell),
+        ``cluster_size``, ``cluster_fraction_C`` (share of the cluster that is C),
+        ``cluster_recall_C`` (share of C in the cluster), ``class_size``,
         ``class_fraction_C``, ``cluster_size_stats``, ``seconds``.
 
     Raises
@@ -104,6 +106,7 @@ def leave_one_out(
     CryomlError
         If ``left_out`` is not a class of the test set.
     """
+    from cryoml.metrics import fsc
     from cryoml.subtomo._averaging import (
         align_to_reference,
         average_aligned,
@@ -149,10 +152,16 @@ def leave_one_out(
     aligned = average_aligned(average[None], pose.rotations, pose.shifts, tilt_range=None,
                               n_jobs=n_jobs)
     resolution = fsc_resolution_nm(aligned, true_map, voxel_size=voxel_size)
+    from_shell_2 = fsc_resolution_nm(aligned, true_map, voxel_size=voxel_size, first_shell=2)
+    _, curve = fsc(aligned, true_map)
     return {
         "left_out": int(left_out),
         "resolution_nm": float(resolution),
         "success": bool(resolution <= success_nm),
+        # shell 1 holds few coefficients: a dip there alone reports a box-sized resolution
+        "resolution_nm_from_shell_2": float(from_shell_2),
+        "success_from_shell_2": bool(from_shell_2 <= success_nm),
+        "fsc": [round(float(v), 4) for v in curve],
         "cluster_size": len(members),
         "cluster_fraction_C": float(enrichment[cluster]),
         "cluster_recall_C": float(is_c.sum() / np.sum(test_labels == left_out)),

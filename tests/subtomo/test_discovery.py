@@ -29,6 +29,9 @@ def test_leave_one_out_runs_end_to_end_and_reports_the_resolution():
     )
     assert 1.8 <= result["resolution_nm"] < 100
     assert result["success"] == (result["resolution_nm"] <= 7)
+    # ignoring shell 1 can only move the first crossing outwards (finer or equal)
+    assert result["resolution_nm_from_shell_2"] <= result["resolution_nm"]
+    assert len(result["fsc"]) == 8 and result["fsc"][0] == pytest.approx(1, abs=0.2)
     assert 0 < result["cluster_fraction_C"] <= 1
     with pytest.raises(CryomlError, match="no member"):
         leave_one_out((data, labels), (data, labels), 7, truth, voxel_size=9.2)
