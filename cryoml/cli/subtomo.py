@@ -256,7 +256,8 @@ def main(args: argparse.Namespace) -> int:
         _write_json(args.output, result, args.overwrite)
         print(
             f"class {test.class_names[left_out]}: {result['resolution_nm']:.1f} nm "
-            f"({'success' if result['success'] else 'miss'})"
+            f"({'success' if result['success'] else 'miss'}); "
+            f"{result['resolution_nm_from_shell_2']:.1f} nm counting from FSC shell 2"
         )
     return 0
 
