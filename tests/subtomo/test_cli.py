@@ -104,17 +104,23 @@ def test_features_without_out_dir_need_exactly_one_set_and_an_output(tmp_path):
         _run(["features", str(tmp_path / "net.keras"), "a.h5", "b.h5", "c.npy"])
 
 
-def test_cli_discover_refuses_an_unknown_class_before_training(tmp_path):
+# one epoch on a tiny set: whether the network learns is not what this test checks
+@pytest.mark.filterwarnings("ignore:.*no better than chance")
+def test_cli_discover_refuses_an_unknown_class_and_reports_a_run(tmp_path, capsys):
     from cryoml import CryomlError
     from cryoml.simulate import simulate_subtomograms
 
-    data = simulate_subtomograms(["1bxn"], 4, snr=0.5, box=16, voxel_size=23.0, n_jobs=1,
-                                 random_state=0, progress=False)
+    data = simulate_subtomograms(["1bxn", "2cg9"], 4, snr=0.5, box=16, voxel_size=30.0,
+                                 n_jobs=1, random_state=0, progress=False)
     data.save(tmp_path / "set.npz")
     common = [str(tmp_path / "set.npz"), str(tmp_path / "set.npz"), "--true-map", "1bxn",
               str(tmp_path / "out.json")]
-    with pytest.raises(CryomlError, match=r"no class '2cg9'.*1bxn, empty"):
-        _run(["discover", *common, "--left-out", "2cg9"])
+    with pytest.raises(CryomlError, match=r"no class '3j9i'.*1bxn, 2cg9, empty"):
+        _run(["discover", *common, "--left-out", "3j9i"])
     with pytest.raises(CryomlError, match="out of range"):
         _run(["discover", *common, "--left-out", "7"])
     assert not (tmp_path / "out.json").exists()
+    _run(["discover", *common, "--left-out", "1bxn", "--epochs", "1", "--k", "2"])
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["resolution_nm_from_shell_2"] <= result["resolution_nm"]
+    assert "counting from FSC shell 2" in capsys.readouterr().out
