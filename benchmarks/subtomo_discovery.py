@@ -14,6 +14,16 @@ Chunked like the Table 1 script: results are merged into one JSON file per run o
 
     .venv/bin/python benchmarks/subtomo_discovery.py --quick
     KERAS_BACKEND=jax python benchmarks/subtomo_discovery.py --classes 1bxn 1f4a 1qvr
+
+Several leave-outs per GPU on a multi-GPU host (the GPU idles while a run aligns on the CPU):
+simulate once with ``--simulate-only``, then give each process its own classes and results
+file (all reading the same ``--simulated`` set), and merge the ``runs`` afterwards::
+
+    python benchmarks/subtomo_discovery.py --simulated /tmp/set.npz --simulate-only
+    q() { echo "python benchmarks/subtomo_discovery.py --model inception3d --raw \
+      --skip-cluster-sizes --n-jobs 5 --simulated /tmp/set.npz --results /tmp/d_$1.json \
+      --classes ${@:2}"; }
+    QUEUES_PER_GPU=3 benchmarks/gpu_queues.sh log.txt 540 "$(q 0 1bxn 1f4a)" "$(q 1 1qvr)" ...
 """
 
 from __future__ import annotations
@@ -79,6 +89,8 @@ def main() -> None:
     parser.add_argument("--k", type=int)
     parser.add_argument("--angular-step", type=float)
     parser.add_argument("--skip-cluster-sizes", action="store_true")
+    parser.add_argument("--simulate-only", action="store_true",
+                        help="write (or check) the --simulated set and stop")
     parser.add_argument("--results", type=Path)
     parser.add_argument(
         "--simulated",
@@ -90,6 +102,8 @@ def main() -> None:
     parser.add_argument("--n-jobs", type=int, default=os.cpu_count() or 2,
                         help="processes for simulating, threads for the alignment")
     args = parser.parse_args()
+    if args.simulate_only and args.simulated is None:
+        parser.error("--simulate-only needs --simulated PATH.npz to write the set to")
 
     import numpy as np
 
@@ -176,6 +190,9 @@ def main() -> None:
         )
         if args.simulated is not None:
             data.save(args.simulated)
+    if args.simulate_only:
+        log(f"{args.simulated}: {data!r}")
+        return
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(data))
     half = len(order) // 2
