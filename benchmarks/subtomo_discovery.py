@@ -17,13 +17,15 @@ Chunked like the Table 1 script: results are merged into one JSON file per run o
 
 Several leave-outs per GPU on a multi-GPU host (the GPU idles while a run aligns on the CPU):
 simulate once with ``--simulate-only``, then give each process its own classes and results
-file (all reading the same ``--simulated`` set), and merge the ``runs`` afterwards::
+file (all reading the same ``--simulated`` set), and merge the files with
+``merge_discovery.py``::
 
     python benchmarks/subtomo_discovery.py --simulated /tmp/set.npz --simulate-only
     q() { echo "python benchmarks/subtomo_discovery.py --model inception3d --raw \
       --skip-cluster-sizes --n-jobs 5 --simulated /tmp/set.npz --results /tmp/d_$1.json \
       --classes ${@:2}"; }
     QUEUES_PER_GPU=3 benchmarks/gpu_queues.sh log.txt 540 "$(q 0 1bxn 1f4a)" "$(q 1 1qvr)" ...
+    python benchmarks/merge_discovery.py discovery.json /tmp/d_*.json
 """
 
 from __future__ import annotations
