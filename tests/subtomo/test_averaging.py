@@ -118,3 +118,31 @@ def test_reseeding_takes_the_worst_fits_from_classes_that_stay_filled():
     scores = np.array([0.9, 0.2, 0.8, 0.1, 0.5])
     # class 2 and 3 are empty; subtomogram 3 is the worst but alone in class 1
     assert _reseed_empty_classes(labels, scores, 4) == [(2, 1), (3, 4)]
+
+
+def test_coverage_floor_keeps_sparsely_observed_voxels_from_amplifying_noise(shape):
+    from cryoml.metrics import fsc
+
+    rng = np.random.default_rng(2)
+    # nine volumes in one orientation and one turned 90° about X: the voxels only the tenth
+    # observes are divided by 1 under full compensation, by 5 under the 0.5 floor
+    turn = Rotation.from_euler("x", 90, degrees=True).as_matrix()
+    rotations = np.array([np.eye(3)] * 9 + [turn])
+    volumes = np.array([
+        _with_wedge(rotate_volume(shape, r, order=3), 60) + rng.normal(0, 0.5, shape.shape)
+        for r in rotations
+    ], np.float32)
+    shifts = np.zeros((10, 3))
+    full = average_aligned(volumes, rotations, shifts, tilt_range=60, min_coverage=0.0)
+    floored = average_aligned(volumes, rotations, shifts, tilt_range=60)
+    assert np.mean(fsc(floored, shape)[1][1:8]) > np.mean(fsc(full, shape)[1][1:8]) + 0.05
+    plain = average_aligned(volumes, rotations, shifts, tilt_range=60, min_coverage=1.0)
+    moved_back = [rotate_volume(volumes[i], rotations[i], inverse=True) for i in range(10)]
+    np.testing.assert_allclose(plain, np.mean(moved_back, axis=0), atol=1e-4)
+
+
+def test_coverage_floor_outside_zero_to_one_is_refused(shape):
+    from cryoml import CryomlError
+
+    with pytest.raises(CryomlError, match="min_coverage"):
+        average_aligned(shape[None], np.eye(3)[None], np.zeros((1, 3)), min_coverage=2)
