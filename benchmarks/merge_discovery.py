@@ -11,7 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from subtomo_discovery import totals
 
 
 def main() -> None:
@@ -30,14 +35,7 @@ def main() -> None:
         for key in ("cluster_size_max_over_median", "cluster_sizes"):
             if key in part:
                 merged[key] = part[key]
-    runs = merged["runs"]
-    merged["successes"] = {m: sum(r["success"] for r in v.values()) for m, v in runs.items()}
-    merged["successes_from_shell_2"] = {
-        m: sum(r.get("success_from_shell_2", r["success"]) for r in v.values())
-        for m, v in runs.items()
-    }
-    merged["n_done"] = {m: len(v) for m, v in runs.items()}
-    merged["resolution_nm"] = {n: r["resolution_nm"] for v in runs.values() for n, r in v.items()}
+    merged.update(totals(merged["runs"], next(iter(merged["runs"]), "")))  # first model's
     tmp = args.output.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(merged, indent=1))
     os.replace(tmp, args.output)

@@ -43,6 +43,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import OUTPUTS, emit, hardware
 
 
+def totals(runs: dict, model: str) -> dict:
+    """Successes (first crossing and from FSC shell 2), runs done per model, and the
+    resolutions of ``model``'s runs, from ``runs`` (model → class → result)."""
+    return {
+        "successes": {m: int(sum(r["success"] for r in v.values())) for m, v in runs.items()},
+        "successes_from_shell_2": {  # runs from before this key count as they were
+            m: int(sum(r.get("success_from_shell_2", r["success"]) for r in v.values()))
+            for m, v in runs.items()
+        },
+        "n_done": {m: len(v) for m, v in runs.items()},
+        "resolution_nm": {name: r["resolution_nm"] for name, r in runs.get(model, {}).items()},
+    }
+
+
 def _size_report(labels, true_labels, k, empty, class_names) -> dict:
     """Cluster sizes, what the largest cluster holds, and the sizes without the empty class
     (a few hundred pure-noise subtomograms can all fall into one cluster)."""
@@ -139,18 +153,8 @@ def main() -> None:
         print(message, file=sys.stderr, flush=True)
 
     def save():
-        runs = results["runs"].get(args.model, {})
-        results["successes"] = {
-            model: int(sum(r["success"] for r in runs_.values()))
-            for model, runs_ in results["runs"].items()
-        }
-        results["successes_from_shell_2"] = {  # runs from before this key count as they were
-            model: int(sum(r.get("success_from_shell_2", r["success"]) for r in runs_.values()))
-            for model, runs_ in results["runs"].items()
-        }
+        results.update(totals(results["runs"], args.model))
         results["n_classes"] = len(complexes)
-        results["n_done"] = {model: len(r) for model, r in results["runs"].items()}
-        results["resolution_nm"] = {name: r["resolution_nm"] for name, r in runs.items()}
         results["hardware"] = hardware()
         results["settings"] = {
             "snr": args.snr,
