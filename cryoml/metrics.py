@@ -19,6 +19,7 @@ from cryoml._validation import check_array, check_positive
 __all__ = [
     "average_precision",
     "best_fbeta_threshold",
+    "curve_resolution",
     "detection_scores",
     "dice",
     "fsc",
@@ -321,8 +322,22 @@ def fsc_resolution(
     CryomlError
         For a ``first_shell`` outside 1 … N // 2 − 1.
     """
-    voxel_size = check_positive(voxel_size, name="voxel_size")
     frequencies, curve = fsc(volume_a, volume_b)
+    return curve_resolution(frequencies, curve, voxel_size=voxel_size, threshold=threshold,
+                            first_shell=first_shell)
+
+
+def curve_resolution(
+    frequencies: np.ndarray,
+    curve: np.ndarray,
+    *,
+    voxel_size: float,
+    threshold: float = 0.5,
+    first_shell: int = 1,
+) -> float:
+    """Resolution (Å) of an FSC curve from :func:`fsc`, as :func:`fsc_resolution` reads it
+    (for reading one curve at several thresholds or first shells without recomputing it)."""
+    voxel_size = check_positive(voxel_size, name="voxel_size")
     if int(first_shell) != first_shell or not 1 <= first_shell < len(curve):
         raise CryomlError(
             f"'first_shell' must be a whole number in [1, {len(curve) - 1}]; got {first_shell!r}."

@@ -106,12 +106,11 @@ def leave_one_out(
     CryomlError
         If ``left_out`` is not a class of the test set.
     """
-    from cryoml.metrics import fsc
+    from cryoml.metrics import curve_resolution, fsc
     from cryoml.subtomo._averaging import (
         align_to_reference,
         average_aligned,
         classify_and_average,
-        fsc_resolution_nm,
     )
     from cryoml.subtomo._features import subdivide
     from cryoml.subtomo._training import SubtomoClassifier
@@ -151,9 +150,11 @@ def leave_one_out(
                               n_jobs=n_jobs)
     aligned = average_aligned(average[None], pose.rotations, pose.shifts, tilt_range=None,
                               n_jobs=n_jobs)
-    resolution = fsc_resolution_nm(aligned, true_map, voxel_size=voxel_size)
-    from_shell_2 = fsc_resolution_nm(aligned, true_map, voxel_size=voxel_size, first_shell=2)
-    _, curve = fsc(aligned, true_map)
+    frequencies, curve = fsc(aligned, true_map)
+    resolution, from_shell_2 = (
+        curve_resolution(frequencies, curve, voxel_size=voxel_size, first_shell=shell) / 10.0
+        for shell in (1, 2)
+    )
     return {
         "left_out": int(left_out),
         "resolution_nm": float(resolution),
