@@ -12,7 +12,9 @@ normalised by the norms of both on ``M ∩ B``, so the wedge neither rewards nor
 Every translation comes at once from one inverse FFT per rotation; rotations come from a
 coarse near-uniform grid (:func:`rotation_grid`, ``angular_step`` degrees), refined locally
 around the best one. Alignment runs on ``bin``-times Fourier-cropped volumes (20³ for 40³), which
-keeps the search fast; averages are built at full size.
+keeps the search fast; averages are built at full size. The rotated references are sampled
+directly in Fourier space (a 2×-padded transform, read only where the score looks), and the
+coarse search's inverse FFTs can run on a GPU through ``keras.ops`` (``accelerate=True``).
 
 Averages compensate the wedge: ``A = Σ_i F(back-rotated v_i) / max(Σ_i rotated M_i, 1)``.
 
@@ -211,12 +213,54 @@ class Alignment:
     scores: np.ndarray
 
 
+class _KerasCorrelation:
+    """Unscaled cross-correlations of fixed subtomogram spectra with chunks of reference
+    spectra, read on a window of shifts — on the Keras backend's device (a GPU under JAX or
+    PyTorch), where the many small inverse FFTs of the coarse search are cheap.
+
+    Parameters
+    ----------
+    spectra : (N, Z, Y, X // 2 + 1) complex ndarray
+    shape : (Z, Y, X) tuple of int
+    window : three index arrays
+        Indices read along each axis.
+    """
+
+    def __init__(self, spectra: np.ndarray, shape, window):
+        from keras import ops
+
+        self.ops = ops
+        # (N, 1, kx, kz, ky): the 2D inverse FFT of keras.ops acts on the last two axes
+        layout = np.ascontiguousarray(np.transpose(spectra, (0, 3, 1, 2))[:, None])
+        self.real = ops.convert_to_tensor(layout.real.astype(np.float32))
+        self.imag = ops.convert_to_tensor(layout.imag.astype(np.float32))
+        self.length = int(shape[2])
+        self.window = [ops.convert_to_tensor(np.asarray(w, dtype=np.int32)) for w in window]
+
+    def __call__(self, references: np.ndarray) -> np.ndarray:
+        """(N, M, wz, wy, wx) float32 for (M, Z, Y, X // 2 + 1) complex ``references``."""
+        ops = self.ops
+        layout = np.ascontiguousarray(np.transpose(references, (0, 3, 1, 2))[None])
+        ref_real = ops.convert_to_tensor(layout.real.astype(np.float32))
+        ref_imag = ops.convert_to_tensor(layout.imag.astype(np.float32))
+        real = self.real * ref_real - self.imag * ref_imag
+        imag = self.real * ref_imag + self.imag * ref_real
+        real, imag = ops.ifft2((real, imag))  # over (kz, ky)
+        real = ops.transpose(real, (0, 1, 3, 4, 2))
+        imag = ops.transpose(imag, (0, 1, 3, 4, 2))
+        values = ops.irfft((real, imag), fft_length=self.length)  # over kx
+        for axis, index in zip((2, 3, 4), self.window, strict=True):
+            values = ops.take(values, index, axis=axis)
+        return np.asarray(ops.convert_to_numpy(values), dtype=np.float32)
+
+
 class _Aligner:
     """Alignment of many subtomograms against references on a binned grid."""
 
     def __init__(self, shape, *, tilt_range, bin_factor, lowpass_voxels, max_shift, angular_step,
-                 n_jobs=-1):
+                 n_jobs=-1, accelerate=False):
         self.full_shape = tuple(shape)
+        self.accelerate = bool(accelerate)
         self.threads = resolve_threads(n_jobs)
         if bin_factor is None:  # coarsest binning that keeps >= 16 voxels a side
             bin_factor = max(1, min(shape) // 16)
@@ -235,13 +279,26 @@ class _Aligner:
             hermitian[-1] = 1.0
         self.hermitian = hermitian
         self.max_shift = max(1, int(np.ceil(max_shift / self.bin)))
-        window = np.arange(-self.max_shift, self.max_shift + 1)
-        self.window = [np.mod(window, n) for n in self.shape]
-        self.offsets = window
+        self.offsets = np.arange(-self.max_shift, self.max_shift + 1)
+        # shifts searched plus one voxel each side for the sub-voxel parabola
+        margin = np.arange(-self.max_shift - 1, self.max_shift + 2)
+        self.window_margin = [np.mod(margin, n) for n in self.shape]
         self.grid = rotation_grid(angular_step)
         self.step = np.deg2rad(angular_step)
+        # Rotated references are sampled in Fourier space, only where the weight is non-zero:
+        # ``F[rotate(A, R)](k) = e^{-2πi k·c} U(Rᵀ k)`` with ``U`` the transform of A centred on
+        # c, taken on a 2×-padded grid so that linear interpolation between its samples is
+        # accurate. Six to twenty times cheaper than rotating in real space and transforming.
+        self.support = np.nonzero(self.weight)
+        axes = [np.fft.fftfreq(self.shape[0]), np.fft.fftfreq(self.shape[1]),
+                np.fft.rfftfreq(self.shape[2])]
+        self.support_k = np.stack([f[i] for f, i in zip(axes, self.support, strict=True)])
+        centre = np.array([s // 2 for s in self.shape], dtype=np.float64)
+        self.support_phase = (np.exp(-2j * np.pi * (centre @ self.support_k))
+                              * self.weight[self.support]).astype(np.complex64)
         self.options = dict(tilt_range=tilt_range, lowpass_voxels=lowpass_voxels,
-                            max_shift=max_shift, angular_step=angular_step, n_jobs=n_jobs)
+                            max_shift=max_shift, angular_step=angular_step, n_jobs=n_jobs,
+                            accelerate=accelerate)
 
     def full_size(self) -> _Aligner:
         """The same aligner without binning."""
@@ -257,16 +314,33 @@ class _Aligner:
     def _map(self, function, items, threads=None) -> list:
         return thread_map(function, items, self.threads if threads is None else threads)
 
-    def _rotated_reference_spectra(self, reference_binned: np.ndarray, rotations: np.ndarray,
-                                   threads=None):
-        threads = self.threads if threads is None else threads
-        rotated = np.stack(self._map(lambda r: rotate_volume(reference_binned, r), rotations,
-                                     threads))
-        spectra = sfft.rfftn(rotated, axes=(1, 2, 3), workers=threads) * self.weight
-        return spectra.astype(np.complex64)
+    def transform(self, reference: np.ndarray) -> np.ndarray:
+        """Centred, 2×-oversampled, fftshifted transform of a reference at this aligner's
+        size (input of :meth:`_rotated_reference_spectra`)."""
+        reference = np.asarray(reference, dtype=np.float32)
+        padded = np.pad(reference, [(0, s) for s in reference.shape])
+        padded = np.roll(padded, [-(s // 2) for s in reference.shape], axis=(0, 1, 2))
+        spectrum = sfft.fftn(padded, workers=self.threads)
+        return np.fft.fftshift(spectrum).astype(np.complex64)
 
-    def _scores(self, spectra: np.ndarray, reference_spectra: np.ndarray, threads=None):
-        """Best score and shift for every (subtomogram, rotation) pair."""
+    def _rotated_reference_spectra(self, transform: np.ndarray, rotations: np.ndarray):
+        """Weighted rfft spectra of the reference rotated by each of ``rotations`` (see
+        ``__init__``), (M, ...) complex64."""
+        rotations = np.asarray(rotations, dtype=np.float64).reshape(-1, 3, 3)
+        # Rᵀ k for every rotation and support frequency, then grid coordinates of ``transform``
+        sampled_k = np.einsum("mji,js->ims", rotations, self.support_k)
+        size = np.array([2 * s for s in self.shape], dtype=np.float64)[:, None, None]
+        coordinates = (sampled_k * size + size / 2).reshape(3, -1)
+        values = ndimage.map_coordinates(transform, coordinates, order=1, mode="constant",
+                                         cval=0.0, prefilter=False)
+        out = np.zeros((len(rotations), *self.weight.shape), dtype=np.complex64)
+        out[(slice(None), *self.support)] = values.reshape(len(rotations), -1) * self.support_phase
+        return out
+
+    def _scores(self, spectra: np.ndarray, reference_spectra: np.ndarray, threads=None,
+                keras_ops: bool = False):
+        """Best score and shift for every (subtomogram, rotation) pair; the correlations come
+        from scipy (threads) or, with ``keras_ops``, from the Keras backend's device."""
         ref_norms = np.sqrt(
             np.sum(np.abs(reference_spectra) ** 2 * self.hermitian, axis=(1, 2, 3))
         )
@@ -275,78 +349,95 @@ class _Aligner:
         n_sub, n_rot = len(spectra), len(reference_spectra)
         best = np.full((n_sub, n_rot), -np.inf, dtype=np.float32)
         shift = np.zeros((n_sub, n_rot, 3), dtype=np.float32)
+        if keras_ops:
+            window = _KerasCorrelation(spectra, self.shape, self.window_margin)
+            chunk = max(1, int(4e7 // (n_sub * spectra[0].size)))
+            for start in range(0, n_rot, chunk):
+                values = window(reference_spectra[start : start + chunk])
+                best[:, start : start + chunk], shift[:, start : start + chunk] = (
+                    self._peaks(values))
+            return best, shift
         threads = self.threads if threads is None else threads
         # ~2e7 complex products per chunk in all, whatever the number of threads (memory).
         chunk = max(1, int(2e7 // (n_sub * spectra[0].size * threads)))
-        size = np.float32(np.prod(self.shape))
-        zi, yi, xi = self.window
+        zi, yi, xi = self.window_margin
 
         def score_chunk(start):
             product = spectra[:, None] * reference_spectra[None, start : start + chunk]
-            # Unscaled correlation; the few values read below are scaled by the size instead.
             full = sfft.irfftn(product, s=self.shape, axes=(2, 3, 4),
                                workers=1 if threads > 1 else threads)
-            corr = full[:, :, zi][:, :, :, yi][:, :, :, :, xi]
-            flat = corr.reshape(n_sub, corr.shape[1], -1)
-            arg = np.argmax(flat, axis=2)
-            peak = np.take_along_axis(flat, arg[..., None], 2)[..., 0] * size
-            idx = np.stack(np.unravel_index(arg, corr.shape[2:]), axis=-1)
-            offsets = self.offsets[idx].astype(np.float32)
-            # Sub-voxel peak: a parabola through the peak and its neighbours along each axis.
-            value = peak.copy()
-            rows, cols = np.meshgrid(np.arange(n_sub), np.arange(corr.shape[1]), indexing="ij")
-            where = [np.mod(self.offsets[idx[..., a]], self.shape[a]) for a in range(3)]
-            for axis in range(3):
-                up, down = list(where), list(where)
-                up[axis] = np.mod(where[axis] + 1, self.shape[axis])
-                down[axis] = np.mod(where[axis] - 1, self.shape[axis])
-                f_up = full[rows, cols, up[0], up[1], up[2]] * size
-                f_down = full[rows, cols, down[0], down[1], down[2]] * size
-                curvature = 2 * peak - f_up - f_down
-                ok = curvature > 1e-9
-                delta = np.where(ok, 0.5 * (f_up - f_down) / np.where(ok, curvature, 1), 0.0)
-                delta = np.clip(delta, -0.5, 0.5)
-                offsets[..., axis] += delta
-                value += np.where(ok, 0.25 * (f_up - f_down) * delta, 0.0)
-            best[:, start : start + chunk] = value
-            shift[:, start : start + chunk] = offsets
+            values = full[:, :, zi][:, :, :, yi][:, :, :, :, xi]
+            best[:, start : start + chunk], shift[:, start : start + chunk] = (
+                self._peaks(values))
 
         self._map(score_chunk, range(0, n_rot, chunk), threads)
         return best, shift
 
+    def _peaks(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Peak score and sub-voxel shift from unscaled correlations over the shift window
+        and a margin of one voxel, (N, M, w + 2, w + 2, w + 2)."""
+        size = np.float32(np.prod(self.shape))
+        n_sub, n_rot = values.shape[:2]
+        inner = values[:, :, 1:-1, 1:-1, 1:-1]
+        flat = inner.reshape(n_sub, n_rot, -1)
+        arg = np.argmax(flat, axis=2)
+        peak = np.take_along_axis(flat, arg[..., None], 2)[..., 0] * size
+        idx = np.stack(np.unravel_index(arg, inner.shape[2:]), axis=-1)
+        offsets = self.offsets[idx].astype(np.float32)
+        # Sub-voxel peak: a parabola through the peak and its neighbours along each axis.
+        score = peak.copy()
+        rows, cols = np.meshgrid(np.arange(n_sub), np.arange(n_rot), indexing="ij")
+        where = [idx[..., a] + 1 for a in range(3)]
+        for axis in range(3):
+            up, down = list(where), list(where)
+            up[axis] = where[axis] + 1
+            down[axis] = where[axis] - 1
+            f_up = values[rows, cols, up[0], up[1], up[2]] * size
+            f_down = values[rows, cols, down[0], down[1], down[2]] * size
+            curvature = 2 * peak - f_up - f_down
+            ok = curvature > 1e-9
+            delta = np.where(ok, 0.5 * (f_up - f_down) / np.where(ok, curvature, 1), 0.0)
+            delta = np.clip(delta, -0.5, 0.5)
+            offsets[..., axis] += delta
+            score += np.where(ok, 0.25 * (f_up - f_down) * delta, 0.0)
+        return score, offsets
+
     def coarse(self, spectra, reference_binned, top_k: int = 1):
         """Best grid rotation per subtomogram (and the ``top_k`` best, (N, top_k, 3, 3))."""
-        ref = self._rotated_reference_spectra(reference_binned, self.grid)
-        best, shift = self._scores(spectra, ref)
+        ref = self._rotated_reference_spectra(self.transform(reference_binned), self.grid)
+        best, shift = self._scores(spectra, ref, keras_ops=self.accelerate)
         pick = np.argmax(best, axis=1)
         rows = np.arange(len(spectra))
         top = np.argsort(-best, axis=1)[:, :top_k]
         return self.grid[pick], shift[rows, pick], best[rows, pick], self.grid[top]
 
-    def _best_candidate(self, spectrum, reference, candidates):
-        """Best of one subtomogram's candidate rotations: (rotation, shift, score); serial,
-        since it runs in one of the threads of :meth:`_map`."""
-        ref = self._rotated_reference_spectra(reference, candidates, threads=1)
+    def _best_candidate(self, spectrum, transform, candidates):
+        """Best of one subtomogram's candidate rotations against a reference given by its
+        :meth:`transform`: (rotation, shift, score); serial, since it runs in one of the
+        threads of :meth:`_map`."""
+        ref = self._rotated_reference_spectra(transform, candidates)
         best, shift = self._scores(spectrum[None], ref, threads=1)
         j = int(np.argmax(best[0]))
         return candidates[j], shift[0, j], best[0, j]
 
     def rescore(self, spectra, reference, candidates):
         """Best of per-subtomogram candidate rotations (N, K, 3, 3) at this aligner's size."""
-        found = self._map(lambda i: self._best_candidate(spectra[i], reference, candidates[i]),
+        transform = self.transform(reference)
+        found = self._map(lambda i: self._best_candidate(spectra[i], transform, candidates[i]),
                           range(len(spectra)))
         rotations = np.array([f[0] for f in found], dtype=np.float64).reshape(-1, 3, 3)
         shifts = np.array([f[1] for f in found], dtype=np.float64).reshape(-1, 3)
         scores = np.array([f[2] for f in found], dtype=np.float64)
         return rotations, shifts, scores
 
-    def refine(self, spectra, reference_binned, rotations, shifts, scores, rounds=2):
+    def refine(self, spectra, reference, rotations, shifts, scores, rounds=2):
         rotations, shifts, scores = rotations.copy(), shifts.copy(), scores.copy()
         angle = self.step / 4
+        transform = self.transform(reference)
         for _ in range(rounds):
             perturb = _small_rotations(angle)
             found = self._map(
-                lambda i: self._best_candidate(spectra[i], reference_binned,
+                lambda i: self._best_candidate(spectra[i], transform,
                                                rotations[i] @ perturb),  # noqa: B023
                 range(len(spectra)),
             )
@@ -376,6 +467,7 @@ def align_to_reference(
     refine: bool = True,
     top_k: int = 8,
     n_jobs: int | None = -1,
+    accelerate: bool = False,
 ) -> Alignment:
     """Align subtomograms to a reference over rotations and translations, wedge-aware.
 
@@ -403,6 +495,10 @@ def align_to_reference(
         Candidates kept from the binned search.
     n_jobs : int or None, default -1
         Threads for rotations and FFTs (-1: every core; None: 1). Results do not depend on it.
+    accelerate : bool, default False
+        Run the coarse rotation search (its many small inverse FFTs) with ``keras.ops`` on
+        the Keras backend's device — a GPU under JAX or PyTorch; the local refinement stays on
+        the CPU. Same scores up to float32 rounding.
 
     Returns
     -------
@@ -425,7 +521,7 @@ def align_to_reference(
         )
     aligner = _Aligner(volumes.shape[1:], tilt_range=tilt_range, bin_factor=bin_factor,
                        lowpass_voxels=lowpass_voxels, max_shift=max_shift,
-                       angular_step=angular_step, n_jobs=n_jobs)
+                       angular_step=angular_step, n_jobs=n_jobs, accelerate=accelerate)
     spectra = aligner.prepare(volumes)
     ref_binned = _fourier_bin(reference, aligner.bin)
     rotations, shifts, scores, top = aligner.coarse(spectra, ref_binned, top_k=top_k)
@@ -549,6 +645,7 @@ def classify_and_average(
     random_state: int | np.random.Generator | None = None,
     progress: bool = False,
     n_jobs: int | None = -1,
+    accelerate: bool = False,
 ) -> ClassAverages:
     """Reference-free classification and averaging of subtomograms (see the module docstring).
 
@@ -568,6 +665,8 @@ def classify_and_average(
     n_jobs : int or None, default -1
         Threads for rotations, FFTs and averaging (-1: every core; None: 1). Results do not
         depend on it.
+    accelerate : bool, default False
+        See :func:`align_to_reference`.
 
     Returns
     -------
@@ -590,13 +689,14 @@ def classify_and_average(
     volumes = standardize(volumes)
     aligner = _Aligner(volumes.shape[1:], tilt_range=tilt_range, bin_factor=bin_factor,
                        lowpass_voxels=lowpass_voxels, max_shift=max_shift,
-                       angular_step=angular_step, n_jobs=n_jobs)
+                       angular_step=angular_step, n_jobs=n_jobs, accelerate=accelerate)
     spectra = aligner.prepare(volumes)
     fine = aligner.full_size()
     fine_spectra = fine.prepare(volumes) if refine else None
     labels = _initial_labels(volumes, int(n_classes), rng)
     options = dict(tilt_range=tilt_range, angular_step=angular_step, bin_factor=bin_factor,
-                   lowpass_voxels=lowpass_voxels, max_shift=max_shift, n_jobs=n_jobs)
+                   lowpass_voxels=lowpass_voxels, max_shift=max_shift, n_jobs=n_jobs,
+                   accelerate=accelerate)
     # Initial references: per class, align the members to one of them and average.
     averages = np.zeros((int(n_classes), *volumes.shape[1:]), dtype=np.float32)
     for k in range(int(n_classes)):

@@ -146,3 +146,29 @@ def test_coverage_floor_outside_zero_to_one_is_refused(shape):
 
     with pytest.raises(CryomlError, match="min_coverage"):
         average_aligned(shape[None], np.eye(3)[None], np.zeros((1, 3)), min_coverage=2)
+
+
+def test_references_rotated_in_fourier_space_match_rotation_in_real_space(shape):
+    from cryoml.subtomo._averaging import _Aligner
+
+    aligner = _Aligner(shape.shape, tilt_range=60, bin_factor=1, lowpass_voxels=3,
+                       max_shift=2, angular_step=40, n_jobs=1)
+    rotations = Rotation.random(3, random_state=2).as_matrix()
+    sampled = aligner._rotated_reference_spectra(aligner.transform(shape), rotations)
+    for rotation, spectrum in zip(rotations, sampled, strict=True):
+        direct = np.fft.rfftn(rotate_volume(shape, rotation, order=3)) * aligner.weight
+        overlap = np.vdot(direct, spectrum).real
+        assert overlap / (np.linalg.norm(direct) * np.linalg.norm(spectrum)) > 0.995
+        assert not np.any(spectrum[aligner.weight == 0])
+
+
+def test_accelerated_coarse_search_gives_the_same_poses(shape):
+    truth = Rotation.from_euler("zyx", [40, 70, -25], degrees=True).as_matrix()
+    moved = np.stack([_with_wedge(rotate_volume(shape, truth, shift=(1, -2, 1), order=3), 60),
+                      _with_wedge(shape, 60)])
+    options = dict(tilt_range=60, angular_step=40, refine=False, n_jobs=1)
+    plain = align_to_reference(moved, shape, **options)
+    keras_ops = align_to_reference(moved, shape, accelerate=True, **options)
+    np.testing.assert_allclose(keras_ops.rotations, plain.rotations, atol=1e-6)
+    np.testing.assert_allclose(keras_ops.shifts, plain.shifts, atol=1e-3)
+    np.testing.assert_allclose(keras_ops.scores, plain.scores, atol=1e-4)
