@@ -83,8 +83,8 @@ explorer
 # Train without class C (the first complex: the 70S ribosome 4v4r in QUICK mode, 1bxn in
 # full mode), project the test set, cluster, take the cluster richest in C, run reference-free
 # classification and averaging inside it, and compare the best average with the true map by
-# FSC at 0.5. Success is a resolution of 7 nm or better. **Pitfall:** QUICK mode uses few subtomograms, few iterations and a coarse
-# rotation grid; expect a coarse resolution.
+# FSC at 0.5. Success is a resolution of 7 nm or better. **Pitfall:** QUICK mode uses few
+# subtomograms, few iterations and a coarse rotation grid; expect a coarse resolution.
 
 # %%
 true_map = load_density(COMPLEXES[0], voxel_size=VOXEL, box=BOX)
