@@ -115,8 +115,6 @@ def main() -> None:
         "otherwise simulate and write it there, so parallel runs simulate once",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--accelerate", action="store_true",
-                        help="coarse rotation search with keras.ops on the GPU")
     parser.add_argument("--n-jobs", type=int, default=os.cpu_count() or 2,
                         help="processes for simulating, threads for the alignment")
     args = parser.parse_args()
@@ -253,7 +251,6 @@ def main() -> None:
             angular_step=step,
             random_state=args.seed,
             n_jobs=args.n_jobs,
-            accelerate=args.accelerate,
         )
         results["runs"].setdefault(args.model, {})[name] = result
         save()

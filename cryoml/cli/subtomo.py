@@ -113,12 +113,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     discover.add_argument(
         "--n-jobs", type=int, default=-1, help="threads for the alignment (-1: every core)"
     )
-    discover.add_argument(
-        "--accelerate",
-        action="store_true",
-        help="coarse rotation search with keras.ops on the backend's device (a GPU with "
-        "KERAS_BACKEND=jax or torch); much faster there, slower than the default on a CPU",
-    )
     discover.add_argument("--seed", type=int, default=0)
     discover.add_argument("--overwrite", action="store_true")
 
@@ -258,7 +252,6 @@ def main(args: argparse.Namespace) -> int:
             random_state=args.seed,
             progress=progress,
             n_jobs=args.n_jobs,
-            accelerate=args.accelerate,
         )
         _write_json(args.output, result, args.overwrite)
         print(

@@ -13,10 +13,10 @@ Every translation comes at once from one inverse FFT per rotation; rotations com
 coarse near-uniform grid (:func:`rotation_grid`, ``angular_step`` degrees), refined locally
 around the best one. Alignment runs on ``bin``-times Fourier-cropped volumes (20³ for 40³), which
 keeps the search fast; averages are built at full size. The rotated references are sampled
-directly in Fourier space (a 2×-padded transform, read only where the score looks), and the
-coarse search's inverse FFTs can run on a GPU through ``keras.ops`` (``accelerate=True``).
+directly in Fourier space (a 2×-padded transform, read only where the score looks).
 
-Averages compensate the wedge: ``A = Σ_i F(back-rotated v_i) / max(Σ_i rotated M_i, 1)``.
+Averages compensate the wedge, within limits:
+``A = Σ_i F(back-rotated v_i) / max(Σ_i rotated M_i, min_coverage · N, 1)``.
 
 Reference-free classification (:func:`classify_and_average`): initial classes from k-means on
 rotation-invariant features, then ``n_iterations`` rounds of align-to-every-class-average,
@@ -213,54 +213,12 @@ class Alignment:
     scores: np.ndarray
 
 
-class _KerasCorrelation:
-    """Unscaled cross-correlations of fixed subtomogram spectra with chunks of reference
-    spectra, read on a window of shifts — on the Keras backend's device (a GPU under JAX or
-    PyTorch), where the many small inverse FFTs of the coarse search are cheap.
-
-    Parameters
-    ----------
-    spectra : (N, Z, Y, X // 2 + 1) complex ndarray
-    shape : (Z, Y, X) tuple of int
-    window : three index arrays
-        Indices read along each axis.
-    """
-
-    def __init__(self, spectra: np.ndarray, shape, window):
-        from keras import ops
-
-        self.ops = ops
-        # (N, 1, kx, kz, ky): the 2D inverse FFT of keras.ops acts on the last two axes
-        layout = np.ascontiguousarray(np.transpose(spectra, (0, 3, 1, 2))[:, None])
-        self.real = ops.convert_to_tensor(layout.real.astype(np.float32))
-        self.imag = ops.convert_to_tensor(layout.imag.astype(np.float32))
-        self.length = int(shape[2])
-        self.window = [ops.convert_to_tensor(np.asarray(w, dtype=np.int32)) for w in window]
-
-    def __call__(self, references: np.ndarray) -> np.ndarray:
-        """(N, M, wz, wy, wx) float32 for (M, Z, Y, X // 2 + 1) complex ``references``."""
-        ops = self.ops
-        layout = np.ascontiguousarray(np.transpose(references, (0, 3, 1, 2))[None])
-        ref_real = ops.convert_to_tensor(layout.real.astype(np.float32))
-        ref_imag = ops.convert_to_tensor(layout.imag.astype(np.float32))
-        real = self.real * ref_real - self.imag * ref_imag
-        imag = self.real * ref_imag + self.imag * ref_real
-        real, imag = ops.ifft2((real, imag))  # over (kz, ky)
-        real = ops.transpose(real, (0, 1, 3, 4, 2))
-        imag = ops.transpose(imag, (0, 1, 3, 4, 2))
-        values = ops.irfft((real, imag), fft_length=self.length)  # over kx
-        for axis, index in zip((2, 3, 4), self.window, strict=True):
-            values = ops.take(values, index, axis=axis)
-        return np.asarray(ops.convert_to_numpy(values), dtype=np.float32)
-
-
 class _Aligner:
     """Alignment of many subtomograms against references on a binned grid."""
 
     def __init__(self, shape, *, tilt_range, bin_factor, lowpass_voxels, max_shift, angular_step,
-                 n_jobs=-1, accelerate=False):
+                 n_jobs=-1):
         self.full_shape = tuple(shape)
-        self.accelerate = bool(accelerate)
         self.threads = resolve_threads(n_jobs)
         if bin_factor is None:  # coarsest binning that keeps >= 16 voxels a side
             bin_factor = max(1, min(shape) // 16)
@@ -297,8 +255,7 @@ class _Aligner:
         self.support_phase = (np.exp(-2j * np.pi * (centre @ self.support_k))
                               * self.weight[self.support]).astype(np.complex64)
         self.options = dict(tilt_range=tilt_range, lowpass_voxels=lowpass_voxels,
-                            max_shift=max_shift, angular_step=angular_step, n_jobs=n_jobs,
-                            accelerate=accelerate)
+                            max_shift=max_shift, angular_step=angular_step, n_jobs=n_jobs)
 
     def full_size(self) -> _Aligner:
         """The same aligner without binning."""
@@ -337,10 +294,8 @@ class _Aligner:
         out[(slice(None), *self.support)] = values.reshape(len(rotations), -1) * self.support_phase
         return out
 
-    def _scores(self, spectra: np.ndarray, reference_spectra: np.ndarray, threads=None,
-                keras_ops: bool = False):
-        """Best score and shift for every (subtomogram, rotation) pair; the correlations come
-        from scipy (threads) or, with ``keras_ops``, from the Keras backend's device."""
+    def _scores(self, spectra: np.ndarray, reference_spectra: np.ndarray, threads=None):
+        """Best score and shift for every (subtomogram, rotation) pair."""
         ref_norms = np.sqrt(
             np.sum(np.abs(reference_spectra) ** 2 * self.hermitian, axis=(1, 2, 3))
         )
@@ -349,14 +304,6 @@ class _Aligner:
         n_sub, n_rot = len(spectra), len(reference_spectra)
         best = np.full((n_sub, n_rot), -np.inf, dtype=np.float32)
         shift = np.zeros((n_sub, n_rot, 3), dtype=np.float32)
-        if keras_ops:
-            window = _KerasCorrelation(spectra, self.shape, self.window_margin)
-            chunk = max(1, int(4e7 // (n_sub * spectra[0].size)))
-            for start in range(0, n_rot, chunk):
-                values = window(reference_spectra[start : start + chunk])
-                best[:, start : start + chunk], shift[:, start : start + chunk] = (
-                    self._peaks(values))
-            return best, shift
         threads = self.threads if threads is None else threads
         # ~2e7 complex products per chunk in all, whatever the number of threads (memory).
         chunk = max(1, int(2e7 // (n_sub * spectra[0].size * threads)))
@@ -405,7 +352,7 @@ class _Aligner:
     def coarse(self, spectra, reference_binned, top_k: int = 1):
         """Best grid rotation per subtomogram (and the ``top_k`` best, (N, top_k, 3, 3))."""
         ref = self._rotated_reference_spectra(self.transform(reference_binned), self.grid)
-        best, shift = self._scores(spectra, ref, keras_ops=self.accelerate)
+        best, shift = self._scores(spectra, ref)
         pick = np.argmax(best, axis=1)
         rows = np.arange(len(spectra))
         top = np.argsort(-best, axis=1)[:, :top_k]
@@ -467,7 +414,6 @@ def align_to_reference(
     refine: bool = True,
     top_k: int = 8,
     n_jobs: int | None = -1,
-    accelerate: bool = False,
 ) -> Alignment:
     """Align subtomograms to a reference over rotations and translations, wedge-aware.
 
@@ -495,10 +441,6 @@ def align_to_reference(
         Candidates kept from the binned search.
     n_jobs : int or None, default -1
         Threads for rotations and FFTs (-1: every core; None: 1). Results do not depend on it.
-    accelerate : bool, default False
-        Run the coarse rotation search (its many small inverse FFTs) with ``keras.ops`` on
-        the Keras backend's device — a GPU under JAX or PyTorch; the local refinement stays on
-        the CPU. Same scores up to float32 rounding.
 
     Returns
     -------
@@ -521,7 +463,7 @@ def align_to_reference(
         )
     aligner = _Aligner(volumes.shape[1:], tilt_range=tilt_range, bin_factor=bin_factor,
                        lowpass_voxels=lowpass_voxels, max_shift=max_shift,
-                       angular_step=angular_step, n_jobs=n_jobs, accelerate=accelerate)
+                       angular_step=angular_step, n_jobs=n_jobs)
     spectra = aligner.prepare(volumes)
     ref_binned = _fourier_bin(reference, aligner.bin)
     rotations, shifts, scores, top = aligner.coarse(spectra, ref_binned, top_k=top_k)
@@ -645,7 +587,6 @@ def classify_and_average(
     random_state: int | np.random.Generator | None = None,
     progress: bool = False,
     n_jobs: int | None = -1,
-    accelerate: bool = False,
 ) -> ClassAverages:
     """Reference-free classification and averaging of subtomograms (see the module docstring).
 
@@ -665,8 +606,6 @@ def classify_and_average(
     n_jobs : int or None, default -1
         Threads for rotations, FFTs and averaging (-1: every core; None: 1). Results do not
         depend on it.
-    accelerate : bool, default False
-        See :func:`align_to_reference`.
 
     Returns
     -------
@@ -689,14 +628,13 @@ def classify_and_average(
     volumes = standardize(volumes)
     aligner = _Aligner(volumes.shape[1:], tilt_range=tilt_range, bin_factor=bin_factor,
                        lowpass_voxels=lowpass_voxels, max_shift=max_shift,
-                       angular_step=angular_step, n_jobs=n_jobs, accelerate=accelerate)
+                       angular_step=angular_step, n_jobs=n_jobs)
     spectra = aligner.prepare(volumes)
     fine = aligner.full_size()
     fine_spectra = fine.prepare(volumes) if refine else None
     labels = _initial_labels(volumes, int(n_classes), rng)
     options = dict(tilt_range=tilt_range, angular_step=angular_step, bin_factor=bin_factor,
-                   lowpass_voxels=lowpass_voxels, max_shift=max_shift, n_jobs=n_jobs,
-                   accelerate=accelerate)
+                   lowpass_voxels=lowpass_voxels, max_shift=max_shift, n_jobs=n_jobs)
     # Initial references: per class, align the members to one of them and average.
     averages = np.zeros((int(n_classes), *volumes.shape[1:]), dtype=np.float32)
     for k in range(int(n_classes)):

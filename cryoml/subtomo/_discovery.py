@@ -59,7 +59,6 @@ def leave_one_out(
     random_state: int | np.random.Generator | None = None,
     progress: bool = False,
     n_jobs: int | None = -1,
-    accelerate: bool = False,
 ) -> dict:
     """One leave-one-class-out discovery run.
 
@@ -92,9 +91,6 @@ def leave_one_out(
     progress : bool, default False
     n_jobs : int or None, default -1
         Threads for the alignment (-1: every core; None: 1).
-    accelerate : bool, default False
-        Coarse rotation search on the Keras backend's device (see
-        :func:`~cryoml.subtomo.align_to_reference`).
 
     Returns
     -------
@@ -144,7 +140,7 @@ def leave_one_out(
     result = classify_and_average(
         volumes, min(int(n_classes), len(members)), n_iterations=n_iterations,
         tilt_range=tilt_range, angular_step=angular_step, random_state=rng, progress=progress,
-        n_jobs=n_jobs, accelerate=accelerate,
+        n_jobs=n_jobs,
     )
     is_c = test_labels[members] == left_out
     fractions, best = _most_enriched_class(result.labels, is_c, len(result.averages))
