@@ -12,7 +12,8 @@ Recipes (:data:`RECIPES`):
 
 Which recipe learns depends on the network and the input (measured on 23 classes × 500,
 40³, SNR 0.1, ±60°; ``benchmarks/RESULTS.md``): Inception3D needs raw input
-(``normalize=False``) — standardised, it collapsed to chance with both recipes; DSRF3D learns
+(``normalize=False``) — standardised, it collapsed to chance with ``paper`` (0.046) and in
+one of two sets with ``modern`` (0.043; 0.955 in the other); DSRF3D learns
 with ``paper`` on standardised input (0.968) but stayed at chance (0.043) with ``modern``.
 :meth:`SubtomoClassifier.fit` warns when the best epoch is no better than chance.
 
