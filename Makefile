@@ -24,7 +24,9 @@ $(STAMP): pyproject.toml | $(PY)
 
 demo: $(STAMP)
 	$(VENV)/bin/cryoml demo --out outputs/demo
-	$(PY) -c "from cryoml.widgets import execute_notebooks; execute_notebooks('outputs/notebooks', quick=True)"
+	$(PY) -c "from cryoml.widgets import execute_notebooks; \
+	  r = execute_notebooks('outputs/notebooks', quick=True); \
+	  [print(f'{k}: ok in {v[\"seconds\"]:.0f} s -> {v[\"path\"]}') for k, v in r.items()]"
 
 test: $(STAMP)
 	@bash tools/install-browser.sh >/dev/null 2>&1 || echo "Chromium could not be installed: the browser test will be skipped"
