@@ -225,7 +225,7 @@ class _Aligner:
         self.bin = int(bin_factor)
         self.shape = tuple(s // self.bin for s in shape)
         kz, ky, kx = _frequencies(self.shape, True)
-        radius = np.sqrt(kz**2 + ky**2 + kx**2) * self.bin  # cycles per full-size voxel
+        radius = np.sqrt(kz**2 + ky**2 + kx**2) / self.bin  # cycles per full-size voxel
         band = (radius <= 1.0 / lowpass_voxels) & (radius > 0)
         # Ramp weighting (∝ |k| on each spectrum) flattens the fall-off of protein spectra so
         # that shape detail, not the overall blob, decides the pose.

@@ -161,3 +161,13 @@ def test_references_rotated_in_fourier_space_match_rotation_in_real_space(shape)
         assert overlap / (np.linalg.norm(direct) * np.linalg.norm(spectrum)) > 0.995
         assert not np.any(spectrum[aligner.weight == 0])
 
+
+
+def test_binned_search_uses_frequencies_up_to_the_lowpass_in_full_size_voxels():
+    from cryoml.subtomo._averaging import _Aligner
+
+    aligner = _Aligner((40, 40, 40), tilt_range=None, bin_factor=2, lowpass_voxels=8,
+                       max_shift=2, angular_step=40, n_jobs=1)
+    # support_k is in cycles per binned voxel; a binned voxel is two full-size voxels
+    radius = np.linalg.norm(aligner.support_k, axis=0) / 2
+    assert radius.max() == pytest.approx(1 / 8, abs=1 / 40)
