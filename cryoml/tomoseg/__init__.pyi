@@ -16,5 +16,8 @@ from ._trainset import build_training_set as build_training_set
 from ._trainset import sample_boxes as sample_boxes
 from ._trainset import shrink_label as shrink_label
 from ._trainset import slice_channels as slice_channels
+from .models import ARCHITECTURES as ARCHITECTURES
 from .models import build_tomoseg_cnn as build_tomoseg_cnn
+from .models import build_tomoseg_unet as build_tomoseg_unet
+from .models import dice_bce as dice_bce
 from .models import min1_log_mse as min1_log_mse

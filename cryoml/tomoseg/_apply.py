@@ -15,9 +15,13 @@ Two engines compute the same function:
   in NumPy/SciPy. A 15×15 kernel over 40→40 channels costs 360,000 multiply-adds per pixel
   directly, about 50× fewer in Fourier space: the choice on a CPU.
 
-The output is upsampled ×2 (bilinear) to the input grid, negatives are set to 0, and it is
-divided by the network's amplitude (mean output on its training positives), so 1 is the
-natural threshold.
+These engines are for the paper architecture. The U-Net (``architecture="unet"``) runs
+through ``"keras"`` on every device (its 3×3 convolutions suit both); its output already has
+the input's sampling.
+
+The paper network's output is upsampled ×2 (bilinear) to the input grid, negatives are set to
+0, and every output is divided by the network's amplitude (mean output on its training
+positives; 0.5 for the U-Net's probability), so 1 is the natural threshold.
 """
 
 from __future__ import annotations
@@ -276,7 +280,8 @@ def apply_network(
         Windows per network call (default: about 16 million pixels per call on a GPU,
         1 million on a CPU).
     tile_size : int, optional
-        Largest window edge (default 4096 on a GPU, 1024 on a CPU); larger slices are tiled.
+        Largest window edge (default 4096 on a GPU, 1024 on a CPU, plus twice ``overlap``);
+        larger slices are tiled.
     overlap : int, default 48
         Margin (pixels) each window keeps beyond its core; must exceed the receptive field.
     progress : bool, default True
@@ -318,20 +323,32 @@ def apply_network(
     if engine not in ("auto", "fused", "keras", "fft"):
         raise CryomlError(f"'engine' must be 'auto', 'fused', 'keras' or 'fft'; got {engine!r}.")
     gpu = _gpu_available()
+    stride = int(getattr(segmenter, "output_stride", 2))
+    multiple = int(getattr(segmenter, "size_multiple", 2))
     if engine == "auto":
         engine = "fused" if gpu else "fft"
+    if stride == 1 and engine != "keras":
+        logger.info("the %s architecture runs through the 'keras' engine", segmenter.architecture)
+        engine = "keras"
     if int(overlap) < 0:
         raise CryomlError(f"'overlap' must be >= 0; got {overlap}.")
-    margin = int(overlap) + int(overlap) % 2
-    tile = int(tile_size) if tile_size else (4096 if gpu else 1024)
-    tile += tile % 2
+    margin = -(-int(overlap) // multiple) * multiple
+    # The default keeps a whole 4096² slice (with its reflected margin) in one GPU window.
+    tile = int(tile_size) if tile_size else (4096 if gpu else 1024) + 2 * margin
+    tile = -(-tile // multiple) * multiple
     if tile <= 2 * margin:
         raise CryomlError(f"'tile_size' ({tile}) must exceed twice the overlap ({margin}).")
     if output is not None:
         check_writable(output, overwrite=overwrite)
 
     n_z, n_y, n_x = volume.shape
-    even_y, even_x = n_y + n_y % 2, n_x + n_x % 2
+    # Each slice is extended by reflection on every side before the network sees it: with
+    # 'same' zero padding at the slice's own edge the network met a dark frame it never saw in
+    # training and answered with a bright one (measured on a random network: border mean
+    # 0.20 vs interior 0.29, 0.4 s.d.). ``edge`` pixels are cut off again afterwards.
+    edge = margin
+    even_y = -(-(n_y + 2 * edge) // multiple) * multiple
+    even_x = -(-(n_x + 2 * edge) // multiple) * multiple
     spans_y = _windows(even_y, tile, margin)
     spans_x = _windows(even_x, tile, margin)
     window_y = min(tile, even_y)
@@ -372,13 +389,8 @@ def apply_network(
         def _load(z0: int) -> np.ndarray:
             zs = range(z0, min(n_z, z0 + slices_per_step))
             planes = np.stack([slice_channels(volume, z, k) for z in zs])
-            if (even_y, even_x) != (n_y, n_x):
-                planes = np.pad(
-                    planes,
-                    ((0, 0), (0, even_y - n_y), (0, even_x - n_x), (0, 0)),
-                    mode="reflect",
-                )
-            return planes
+            widths = ((0, 0), (edge, even_y - n_y - edge), (edge, even_x - n_x - edge), (0, 0))
+            return np.pad(planes, widths, mode="symmetric" if min(n_y, n_x) < 2 else "reflect")
 
         def _compute(planes: np.ndarray) -> np.ndarray:
             if engine == "fused":
@@ -386,8 +398,9 @@ def apply_network(
                 if n < slices_per_step < n_z:  # same shape as the other batches: no recompile
                     filler = np.zeros((slices_per_step - n, *planes.shape[1:]), np.float32)
                     planes = np.concatenate([planes, filler])
-                return forward(planes)[:n, :n_y, :n_x]
-            half = np.empty((len(planes), even_y // 2, even_x // 2), np.float32)
+                return forward(planes)[:n, edge : edge + n_y, edge : edge + n_x]
+            s = stride
+            half = np.empty((len(planes), even_y // s, even_x // s), np.float32)
             jobs = [(b, sy, sx) for b in range(len(planes)) for sy in spans_y for sx in spans_x]
             for j0 in range(0, len(jobs), batch_size):
                 group = jobs[j0 : j0 + batch_size]
@@ -403,10 +416,11 @@ def apply_network(
                 result = forward(batch)
                 for i, (b, sy, sx) in enumerate(group):
                     (wy, cy0, cy1), (wx, cx0, cx1) = sy, sx
-                    half[b, cy0 // 2 : cy1 // 2, cx0 // 2 : cx1 // 2] = result[
-                        i, (cy0 - wy) // 2 : (cy1 - wy) // 2, (cx0 - wx) // 2 : (cx1 - wx) // 2
+                    half[b, cy0 // s : cy1 // s, cx0 // s : cx1 // s] = result[
+                        i, (cy0 - wy) // s : (cy1 - wy) // s, (cx0 - wx) // s : (cx1 - wx) // s
                     ]
-            full = upsample2(half, (even_y, even_x))[:, :n_y, :n_x]
+            full = upsample2(half, (even_y, even_x)) if s == 2 else half
+            full = np.ascontiguousarray(full[:, edge : edge + n_y, edge : edge + n_x])
             np.maximum(full, 0, out=full)
             full /= amplitude
             return full

@@ -3,8 +3,15 @@
 Follows EMAN2 ``e2tomoseg_buildtrainset.py``: every positive tile (boxed on any slice, with a
 hand-painted binary mask) is copied ``n_copies`` times with a random in-plane rotation, so that
 positives and negatives come out about equally many; negative tiles get an all-zero label. The
-label of a tile is its mask shrunk ×2 by 2×2 averaging, because the network's output has half
-the input's sampling.
+label of a tile is its mask shrunk ×2 by 2×2 averaging, because the paper network's output has
+half the input's sampling; the full-resolution mask is kept too (``full_labels``) for networks
+whose output has the input's sampling (``architecture="unet"``).
+
+Rotated copies are interpolated with cubic splines, not linearly: a linear interpolation at a
+random angle halves the power of a tile's finest details (measured: 0.48 of the power at
+0.25–0.45 cycles/voxel, 0.47 of the variance of white noise), so 9 of every 10 positive tiles
+looked smoother than the negatives and the tomogram the network is applied to — a difference
+the network can learn instead of the feature. Cubic splines keep 0.94 of that power.
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ class TrainingSet:
         :class:`cryoml.preprocess.PreprocessRecord` as a dict (empty when unknown).
     n_neighbours : int
         k of the 2.5D input (0 = plain 2D).
+    full_labels : (N, T, T) float32 ndarray or None
+        The masks at the tiles' own sampling (for full-resolution networks); None in sets
+        saved before they were kept.
     """
 
     tiles: np.ndarray
@@ -54,6 +64,34 @@ class TrainingSet:
     voxel_size: float | None = None
     preprocess: dict[str, Any] = dataclasses.field(default_factory=dict)
     n_neighbours: int = 0
+    full_labels: np.ndarray | None = None
+
+    def __add__(self, other: TrainingSet) -> TrainingSet:
+        """Both sets' tiles in one set (e.g. a first set and the corrections boxed later)."""
+        if not isinstance(other, TrainingSet):
+            return NotImplemented
+        if other.tiles.shape[1:] != self.tiles.shape[1:]:
+            raise CryomlError(
+                f"cannot join training sets with tiles of shape {self.tiles.shape[1:]} and "
+                f"{other.tiles.shape[1:]}; build both with the same tile size and n_neighbours."
+            )
+        if self.feature != other.feature:
+            raise CryomlError(
+                f"cannot join a {self.feature!r} training set with a {other.feature!r} one."
+            )
+        full = None
+        if self.full_labels is not None and other.full_labels is not None:
+            full = np.concatenate([self.full_labels, other.full_labels])
+        return TrainingSet(
+            tiles=np.concatenate([self.tiles, other.tiles]),
+            labels=np.concatenate([self.labels, other.labels]),
+            is_positive=np.concatenate([self.is_positive, other.is_positive]),
+            feature=self.feature,
+            voxel_size=self.voxel_size,
+            preprocess=dict(self.preprocess),
+            n_neighbours=self.n_neighbours,
+            full_labels=full,
+        )
 
     def __len__(self) -> int:
         return int(self.tiles.shape[0])
@@ -74,6 +112,7 @@ class TrainingSet:
             "preprocess": self.preprocess,
             "n_neighbours": self.n_neighbours,
         }
+        extra = {} if self.full_labels is None else {"full_labels": self.full_labels}
         with atomic_path(path, overwrite=overwrite) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez_compressed(
@@ -82,6 +121,7 @@ class TrainingSet:
                     labels=self.labels,
                     is_positive=self.is_positive,
                     meta=np.array(json.dumps(meta)),
+                    **extra,
                 )
         return path
 
@@ -98,6 +138,11 @@ class TrainingSet:
                     tiles=archive["tiles"].astype(np.float32, copy=False),
                     labels=archive["labels"].astype(np.float32, copy=False),
                     is_positive=archive["is_positive"].astype(bool),
+                    full_labels=(
+                        archive["full_labels"].astype(np.float32, copy=False)
+                        if "full_labels" in archive.files
+                        else None
+                    ),
                     **meta,
                 )
         except (KeyError, ValueError, OSError) as error:
@@ -268,7 +313,7 @@ def build_training_set(
     if int(n_copies) < 1:
         raise CryomlError(f"'n_copies' must be >= 1; got {n_copies}.")
 
-    tiles, labels, flags = [], [], []
+    tiles, labels, full_labels, flags = [], [], [], []
     for index, (z, y, x) in enumerate(pos):
         mask_plane = masks[z] if from_volume else None
         mask_tile = _cut(mask_plane, y, x, tile) if from_volume else masks[index]
@@ -289,15 +334,18 @@ def build_training_set(
             if angle == 0.0:
                 image, label = _cut(plane, y, x, tile), _cut(full_mask, y, x, tile)
             else:
-                image = _rotated(plane, y, x, tile, angle, order=1)
+                image = _rotated(plane, y, x, tile, angle, order=3)
                 label = _rotated(full_mask, y, x, tile, angle, order=1)
+            label = np.clip(label, 0, 1)
             tiles.append(np.asarray(image, np.float32))
-            labels.append(shrink_label(np.clip(label, 0, 1)))
+            labels.append(shrink_label(label))
+            full_labels.append(label.astype(np.float32))
             flags.append(True)
     for z, y, x in neg:
         plane = slice_channels(volume[max(0, z - k) : z + k + 1], min(z, k), k)
         tiles.append(_cut(plane, y, x, tile).astype(np.float32))
         labels.append(np.zeros((tile // 2, tile // 2), np.float32))
+        full_labels.append(np.zeros((tile, tile), np.float32))
         flags.append(False)
     if hasattr(preprocess, "to_dict"):
         preprocess = preprocess.to_dict()
@@ -309,6 +357,7 @@ def build_training_set(
         voxel_size=None if voxel_size is None else float(voxel_size),
         preprocess=dict(preprocess or {}),
         n_neighbours=k,
+        full_labels=np.stack(full_labels).astype(np.float32),
     )
 
 

@@ -1,16 +1,25 @@
-"""The TomoSeg network (Chen et al. 2017), as a functional Keras builder.
+"""TomoSeg networks as functional Keras builders: the paper's CNN and a small U-Net.
 
-conv 40@15×15 + ReLU → 2×2 max-pool → conv 40@15×15 + ReLU → conv 1@15×15 (linear), all with
-'same' padding, so the network is fully convolutional and its output has half the input's
-sampling (32×32 for a 64×64 tile). The 2.5D variant is the same network with 2k+1 input
-channels (the slice and k neighbours above and below).
+``paper`` (Chen et al. 2017): conv 40@15×15 + ReLU → 2×2 max-pool → conv 40@15×15 + ReLU →
+conv 1@15×15 (linear), all with 'same' padding, so the network is fully convolutional and its
+output has half the input's sampling (32×32 for a 64×64 tile).
+
+``unet``: a small 2-D U-Net (Ronneberger et al. 2015) — two 3×3 convolutions with ReLU per
+level (no batch normalisation: batches of a few tiles give poor statistics), 2×2 max-pooling down, transposed convolutions up with skip
+connections, a sigmoid output at full resolution — trained with :func:`dice_bce` so thin,
+sparse labels (membranes a few voxels wide) do not collapse to "everything background".
+
+The 2.5D variants are the same networks with 2k+1 input channels (the slice and k neighbours
+above and below).
 """
 
 from __future__ import annotations
 
 from cryoml._errors import CryomlError
 
-__all__ = ["build_tomoseg_cnn", "min1_log_mse"]
+__all__ = ["ARCHITECTURES", "build_tomoseg_cnn", "build_tomoseg_unet", "dice_bce", "min1_log_mse"]
+
+ARCHITECTURES = ("paper", "unet")
 
 
 def build_tomoseg_cnn(
@@ -100,3 +109,87 @@ def min1_log_mse(y_true, y_pred):
     y_true = ops.reshape(ops.cast(y_true, y_pred.dtype), ops.shape(y_pred))
     error = ops.mean(ops.square(y_true - ops.minimum(y_pred, 1.0)))
     return ops.log(error + 1e-8)
+
+
+def build_tomoseg_unet(
+    input_shape: tuple[int | None, int | None] = (None, None),
+    *,
+    n_channels: int = 1,
+    base_filters: int = 32,
+    depth: int = 3,
+    name: str = "tomoseg_unet",
+):
+    """Build the (uncompiled) small 2-D U-Net of ``architecture="unet"``.
+
+    Parameters
+    ----------
+    input_shape : (H, W) tuple of int or None, default (None, None)
+        Tile size; None for any size. H and W must be multiples of ``2 ** (depth - 1)``.
+    n_channels : int, default 1
+        Input channels: 1 for 2D, 2k+1 for the 2.5D variant.
+    base_filters : int, default 32
+        Filters of the first level; doubled at each level down.
+    depth : int, default 3
+        Levels, counting the bottom one (3: full, 1/2 and 1/4 sampling).
+    name : str
+        Model name.
+
+    Returns
+    -------
+    keras.Model
+        Input (batch, H, W, n_channels) → probability (batch, H, W, 1) in [0, 1].
+
+    Examples
+    --------
+    >>> model = build_tomoseg_unet((64, 64), base_filters=4)
+    >>> tuple(model.output.shape)
+    (None, 64, 64, 1)
+    """
+    if int(n_channels) < 1 or int(base_filters) < 1:
+        raise CryomlError(
+            f"'n_channels' and 'base_filters' must be >= 1; got {n_channels}, {base_filters}."
+        )
+    if int(depth) < 1:
+        raise CryomlError(f"'depth' must be >= 1; got {depth}.")
+    import keras
+
+    def block(x, filters, prefix):
+        for i in (1, 2):
+            x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
+                                    kernel_initializer="he_normal", name=f"{prefix}_conv{i}")(x)
+        return x
+
+    inputs = keras.Input((*tuple(input_shape), int(n_channels)), name="slices")
+    skips = []
+    x = inputs
+    for level in range(int(depth) - 1):
+        x = block(x, int(base_filters) * 2**level, f"down{level}")
+        skips.append(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{level}")(x)
+    x = block(x, int(base_filters) * 2 ** (int(depth) - 1), "bottom")
+    for level in reversed(range(int(depth) - 1)):
+        filters = int(base_filters) * 2**level
+        x = keras.layers.Conv2DTranspose(filters, 2, strides=2, name=f"up{level}_transpose")(x)
+        x = keras.layers.Concatenate(name=f"up{level}_skip")([x, skips[level]])
+        x = block(x, filters, f"up{level}")
+    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", dtype="float32",
+                                  name="probability")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def dice_bce(y_true, y_pred):
+    """Soft Dice loss plus binary cross-entropy, over the batch.
+
+    Cross-entropy alone lets a network that says "background" everywhere score well on
+    labels that cover a few per cent of a tile; the Dice term weighs the few positive voxels
+    as much as all the rest, and the cross-entropy term keeps gradients useful on tiles with
+    no positives (negatives).
+    """
+    from keras import ops
+
+    y_true = ops.reshape(ops.cast(y_true, y_pred.dtype), ops.shape(y_pred))
+    p = ops.clip(y_pred, 1e-6, 1.0 - 1e-6)
+    bce = -ops.mean(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p))
+    overlap = ops.sum(y_true * y_pred)
+    dice = (2.0 * overlap + 1.0) / (ops.sum(y_true) + ops.sum(y_pred) + 1.0)
+    return bce + (1.0 - dice)
