@@ -19,9 +19,10 @@ Per subtomogram (see :mod:`cryoml.simulate._tilt` for the geometry):
      ``SNR = var(CTF × MTF-filtered projection) / var(noise)``. White noise then puts most of its
      power at high frequencies, where a 40³ particle has little signal, so at the same nominal
      SNR the particle's band is far cleaner than with ``"paper"`` — measured on the
-     reconstructions at nominal 0.1, ±60° (:func:`measure_band_snr`; 4 of the shared complexes,
-     24 subtomograms): band SNR 9.6 / 2.4 / 0.025 in 0.05–0.1 / 0.1–0.2 / 0.2–0.5 cycles/voxel,
-     against 4.2 / 0.15 / 0.0035 with ``"paper"``.
+     reconstructions at nominal 0.1, ±60° (:func:`measure_band_snr`; the 22 complexes of
+     :data:`cryoml.subtomo.XU2017_COMPLEXES`, 66 subtomograms): band SNR 8.0 / 2.6 / 0.024 in
+     0.05–0.1 / 0.1–0.2 / 0.2–0.5 cycles/voxel (0.100 overall), against 4.1 / 0.19 / 0.0038
+     (0.016 overall) with ``"paper"``; pooled over 0.05–0.2, 3.0 against 0.23.
 
    The noise level is one per *set*: the signal variance is the mean, over the set's classes,
    of the projection variance (at the noise stage) for random orientations, so every class —
@@ -40,8 +41,9 @@ differs from the paper's text in two steps, both left out here:
   applies the MTF ``sinc(πω/2)`` as a multiplicative transfer to signal and noise alike);
   leaving it out keeps one stage where the requested SNR holds. It matters at the lowest
   frequencies, which the CTF attenuates but this term does not: a scratch probe that split the
-  noise the same way (same 4 complexes, nominal 0.1, ±60°) gave band SNR 0.82 / 0.18 / 0.0067
-  instead of 4.2 / 0.15 / 0.0035 — the 0.05–0.1 band 5× noisier, the rest about the same.
+  noise the same way (4 of those complexes, nominal 0.1, ±60°, where ``"paper"`` gives
+  4.2 / 0.15 / 0.0035) gave band SNR 0.82 / 0.18 / 0.0067
+  — the 0.05–0.1 band 5× noisier, the rest about the same.
 * **the band-pass**: the map before the noise and the noisy result are low-passed at
   ``floor(box × voxel_nm / 4)`` Fourier voxels (0.225 cycles/voxel for 40³ at 0.92 nm) with a
   Gaussian edge of 2 voxels. Not in the paper; it multiplies signal and noise alike, so it
