@@ -8,12 +8,18 @@ success when the FSC-0.5 resolution is ≤ 7 nm (paper: 16/22 Inception3D, 18/22
 Cluster sizes: k-means (k = 100) of the test set in the feature space of a network trained on
 all classes, against k-means of pose-normalised voxels; ``max / median`` cluster size of each.
 
-Chunked like the Table 1 script: results are merged into one JSON file per run of
-``--classes``; the printed JSON has ``successes`` → method, ``n_classes`` and
-``cluster_size_max_over_median`` → ``features`` / ``pose_norm``.
+Defaults: SNR 0.1, ±60°, noise added before CTF × MTF as the paper did (``--noise-stage
+paper``; ``detector`` is the old, much easier order). Resumable into ONE results file (default
+``outputs/benchmarks/subtomo_discovery_paper_noise.json``): every finished leave-out (and the
+cluster sizes) is saved at once — several processes may share the file (a lock; each save
+merges into what is there) — and a later call skips what the file already holds (``--redo``
+to run again). ``--budget-s S`` stops before a leave-out that would not finish within S
+seconds of the start (estimate: the longest leave-out in the file, else 360 s). The printed
+JSON has ``successes`` → method, ``n_classes`` and ``cluster_size_max_over_median`` →
+``features`` / ``pose_norm``.
 
     .venv/bin/python benchmarks/subtomo_discovery.py --quick
-    KERAS_BACKEND=jax python benchmarks/subtomo_discovery.py --classes 1bxn 1f4a 1qvr
+    KERAS_BACKEND=jax python benchmarks/subtomo_discovery.py --classes 1bxn 1f4a --budget-s 510
 
 Several leave-outs per GPU on a multi-GPU host (the GPU idles while a run aligns on the CPU):
 simulate once with ``--simulate-only``, then give each process its own classes and results
@@ -26,6 +32,8 @@ file (all reading the same ``--simulated`` set), and merge the files with
       --classes ${@:2}"; }
     QUEUES_PER_GPU=3 benchmarks/gpu_queues.sh log.txt 540 "$(q 0 1bxn 1f4a)" "$(q 1 1qvr)" ...
     python benchmarks/merge_discovery.py discovery.json /tmp/d_*.json
+
+(or let every process write the same ``--results`` file: saves are locked and merged).
 """
 
 from __future__ import annotations
@@ -98,7 +106,14 @@ def main() -> None:
         help="train on the raw simulated volumes (normalize=False), as the "
         "authors' code did; Inception3D needs it with the paper's recipe",
     )
-    parser.add_argument("--snr", type=float, default=0.5)
+    parser.add_argument("--snr", type=float, default=0.1)
+    parser.add_argument("--noise-stage", choices=("paper", "detector"), default="paper",
+                        help="noise before CTF × MTF as the paper (default) or after them")
+    parser.add_argument("--budget-s", type=float,
+                        help="stop before a leave-out that would end later than this many "
+                        "seconds after the start (finished ones are saved; run again)")
+    parser.add_argument("--redo", action="store_true",
+                        help="run leave-outs again even when the results file holds them")
     parser.add_argument("--tilt", type=float, default=60.0)
     parser.add_argument("--n-per-class", type=int)
     parser.add_argument("--epochs", type=int)
@@ -117,6 +132,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-jobs", type=int, default=os.cpu_count() or 2,
                         help="processes for simulating, threads for the alignment")
+    start_time = time.perf_counter()
     args = parser.parse_args()
     if args.simulate_only and args.simulated is None:
         parser.error("--simulate-only needs --simulated PATH.npz to write the set to")
@@ -145,19 +161,18 @@ def main() -> None:
     voxel_size = 9.2 * 40 / box
     left_out = args.classes or complexes
     suffix = "_quick" if args.quick else ""
-    results_path = args.results or OUTPUTS / f"subtomo_discovery{suffix}.json"
+    stage = "_paper_noise" if args.noise_stage == "paper" else ""
+    results_path = args.results or OUTPUTS / f"subtomo_discovery{stage}{suffix}.json"
     results_path.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"runs": {}}
 
     def log(message):
         print(message, file=sys.stderr, flush=True)
 
-    def save():
-        results.update(totals(results["runs"], args.model))
-        results["n_classes"] = len(complexes)
-        results["hardware"] = hardware()
-        results["settings"] = {
+    def settings():
+        return {
             "snr": args.snr,
+            "noise_stage": args.noise_stage,
             "tilt": args.tilt,
             "n_per_class": n_per_class,
             "epochs": epochs,
@@ -169,13 +184,50 @@ def main() -> None:
             "input": "raw" if args.raw else "standardised",
             "complexes": complexes,
         }
-        tmp = results_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(results, indent=1))
-        os.replace(tmp, results_path)
+
+    if "settings" in results:
+        old = {"noise_stage": "detector", **results["settings"]}  # files from before the key
+        differs = {k: (old.get(k), v) for k, v in settings().items() if old.get(k) != v}
+        if differs:
+            sys.exit(f"{results_path}: its runs used other settings {differs}; name another "
+                     "--results file.")
+
+    def save():
+        """Merge this process's runs into the file under a lock (other processes may share
+        it), then write it atomically."""
+        import fcntl
+
+        with open(results_path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if results_path.is_file():
+                on_disk = json.loads(results_path.read_text())
+                for model, runs in on_disk.get("runs", {}).items():
+                    mine = results["runs"].setdefault(model, {})
+                    for name, run in runs.items():
+                        mine.setdefault(name, run)
+                for key in ("cluster_size_max_over_median", "cluster_sizes"):
+                    if key in on_disk and key not in results:
+                        results[key] = on_disk[key]
+            results.update(totals(results["runs"], args.model))
+            results["n_classes"] = len(complexes)
+            results["hardware"] = hardware()
+            results["settings"] = settings()
+            tmp = results_path.with_suffix(f".json.tmp{os.getpid()}")
+            tmp.write_text(json.dumps(results, indent=1))
+            os.replace(tmp, results_path)
+
+    def fits(seconds: float) -> bool:
+        return args.budget_s is None or (
+            time.perf_counter() - start_time + seconds <= args.budget_s)
+
+    def estimate() -> float:
+        seen = [r["seconds"] for r in results["runs"].get(args.model, {}).values()
+                if "seconds" in r]
+        return max(seen) if seen else (360.0 if not args.quick else 120.0)
 
     t0 = time.perf_counter()
     wanted = {"snr": args.snr, "tilt_range": args.tilt, "box": box, "n_per_class": n_per_class,
-              "random_state": args.seed}
+              "random_state": args.seed, "noise_stage": args.noise_stage}
     if args.simulated is not None and args.simulated.is_file():
         data = SubtomogramSet.load(args.simulated)
         differs = {key: (data.params.get(key), value) for key, value in wanted.items()
@@ -193,6 +245,7 @@ def main() -> None:
             voxel_size=voxel_size,
             random_state=args.seed,
             n_jobs=args.n_jobs,
+            noise_stage=args.noise_stage,
         )
         if args.simulated is not None:
             data.save(args.simulated)
@@ -207,7 +260,8 @@ def main() -> None:
     test_set = (data.data[test], data.labels[test])
     log(f"simulated {len(data)} in {time.perf_counter() - t0:.0f} s")
 
-    if not args.skip_cluster_sizes and "cluster_size_max_over_median" not in results:
+    if (not args.skip_cluster_sizes and "cluster_size_max_over_median" not in results
+            and fits(240.0 if not args.quick else 60.0)):
         clf = SubtomoClassifier(
             model=args.model,
             epochs=epochs,
@@ -235,7 +289,14 @@ def main() -> None:
         save()
         log(f"cluster sizes: {results['cluster_sizes']}")
 
+    stopped = None
     for name in left_out:
+        if not args.redo and name in results["runs"].get(args.model, {}):
+            log(f"{name}: done already")
+            continue
+        if not fits(estimate()):
+            stopped = name
+            break
         index = data.class_names.index(name)
         truth = load_density(name, voxel_size=voxel_size, box=box)
         result = leave_one_out(
@@ -260,6 +321,9 @@ def main() -> None:
             f"({'success' if result['success'] else 'miss'}), cluster {result['cluster_size']} "
             f"({result['cluster_fraction_C']:.2f} C), {result['seconds']:.0f} s"
         )
+    if stopped:
+        log(f"budget of {args.budget_s:.0f} s: stopped before {stopped} (~{estimate():.0f} s "
+            f"each); {time.perf_counter() - start_time:.0f} s used. Run again to continue.")
     save()
     emit(results)
 

@@ -3,6 +3,7 @@
 examples:
   cryoml simulate subtomograms set.npz --classes ribosome_like,barrel_d7,ring_c7 -n 100 --snr 0.1
   cryoml simulate subtomograms grid/ --xu2017-grid --builtin -n 1000 --jobs 2
+  cryoml simulate subtomograms easy.npz --builtin -n 100 --snr 0.1 --noise-stage detector
   cryoml simulate subtomograms set.h5 --classes 4v4r,3j9i,1bxn -n 50 --snr 0.05 --mrc-dir stacks/
   cryoml simulate tomogram cell.mrc --shape 64 256 256 --voxel-size 10 --snr 0.1 --seed 1
   cryoml simulate micrographs mics/ -n 10 --particle klh --pixel-size 3 --snr 0.01
@@ -35,6 +36,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                          help="no empty class")
     subtomo.add_argument("--xu2017-grid", action="store_true",
                          help="all 15 SNR × tilt conditions, one file each in OUTPUT/")
+    subtomo.add_argument(
+        "--noise-stage", choices=("paper", "detector"), default="paper",
+        help="add the noise to the projections before CTF × MTF, as Xu et al. 2017 (paper, "
+        "default), or after them (detector: easier at the same nominal SNR)")
     subtomo.add_argument("--mrc-dir", type=Path, help="also write one MRC stack per class here")
     subtomo.add_argument("--jobs", type=int, default=2, help="worker processes")
     _common(subtomo)
@@ -88,7 +93,8 @@ def _subtomograms(args: argparse.Namespace) -> int:
     else:
         raise CryomlError("name the classes with --classes a,b,c or use --builtin.")
     options = dict(box=args.box, voxel_size=args.voxel_size, include_empty=args.include_empty,
-                   n_jobs=args.jobs, tilt_step=args.tilt_step, progress=True)
+                   n_jobs=args.jobs, tilt_step=args.tilt_step, noise_stage=args.noise_stage,
+                   progress=True)
     if args.xu2017_grid:
         paths = simulate_condition_grid(
             classes, args.n_per_class, out_dir=args.output, random_state=args.seed,

@@ -14,6 +14,7 @@ from ._optics import electron_wavelength as electron_wavelength
 from ._optics import mtf as mtf
 from ._procedural import builtin_complexes as builtin_complexes
 from ._subtomograms import SubtomogramSet as SubtomogramSet
+from ._subtomograms import measure_band_snr as measure_band_snr
 from ._subtomograms import measure_subtomogram_snr as measure_subtomogram_snr
 from ._subtomograms import simulate_condition_grid as simulate_condition_grid
 from ._subtomograms import simulate_subtomograms as simulate_subtomograms

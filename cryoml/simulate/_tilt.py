@@ -25,9 +25,12 @@ wedge comes from the geometry, not from a painted mask:
   frequency ``f_s / cos θ``, frequencies beyond the detector's Nyquist are dropped).
   :func:`reconstruct_wbp` ramp-filters and back-projects with the adjoint operator.
 
-Noise: white Gaussian noise is added to each projection *after* CTF and MTF (detector shot
-noise); the SNR is ``var(noise-free projection) / var(noise)`` per projection image, the
-definition of the papers (signal variance over noise variance).
+Noise: :func:`simulate_tilt_series` (cellular slabs) adds white Gaussian noise to each
+projection *after* CTF and MTF (detector shot noise); the subtomogram simulator adds it before
+them by default, as Xu et al. (2017) did (``noise_stage`` in
+:func:`cryoml.simulate.simulate_subtomograms`). Either way the SNR is
+``var(noise-free projection) / var(noise)`` per projection image at the stage where the noise
+is added (signal variance over noise variance, the definition of the papers).
 """
 
 from __future__ import annotations

@@ -22,6 +22,19 @@ def test_cli_writes_a_subtomogram_set_and_mrc_stacks(tmp_path):
     loaded = SubtomogramSet.load(out)
     assert loaded.data.shape == (6, 24, 24, 24)
     assert len(list((tmp_path / "stacks").glob("*.mrcs"))) == 3
+    assert loaded.params["noise_stage"] == "paper"  # the Xu et al. order by default
+
+
+def test_cli_noise_stage_option_reaches_the_set_and_refuses_unknown_stages(tmp_path, capsys):
+    from cryoml.simulate import SubtomogramSet
+
+    out = tmp_path / "detector.npz"
+    assert _run(["subtomograms", str(out), "--classes", "ring_c7", "-n", "1", "--box", "16",
+                 "--voxel-size", "18", "--jobs", "1", "--noise-stage", "detector"]) == 0
+    assert SubtomogramSet.load(out).params["noise_stage"] == "detector"
+    with pytest.raises(SystemExit):
+        _run(["subtomograms", str(out), "--classes", "ring_c7", "--noise-stage", "before"])
+    assert "--noise-stage" in capsys.readouterr().err
 
 
 def test_cli_writes_a_tomogram_with_labels_and_particles(tmp_path):
