@@ -145,7 +145,7 @@ def test_corrections_remove_a_false_positive(lines_set):
 
 
 def test_corrections_need_a_first_training_and_boxes(lines_set):
-    volume, _, _, trainset = lines_set
+    volume = lines_set[0]
     with pytest.raises(CryomlError, match="not trained"):
         TomoSegmenter(architecture="unet").add_corrections(volume, [[1, 64, 64]])
     with pytest.raises(CryomlError, match="unknown architecture"):
