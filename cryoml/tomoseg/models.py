@@ -7,7 +7,8 @@ output has half the input's sampling (32×32 for a 64×64 tile).
 ``unet``: a small 2-D U-Net (Ronneberger et al. 2015) — two 3×3 convolutions with ReLU per
 level (no batch normalisation: batches of a few tiles give poor statistics), 2×2 max-pooling
 down, transposed convolutions up with skip connections, a sigmoid output at full resolution —
-trained with :func:`dice_bce` so thin, sparse labels (membranes a few voxels wide) do not collapse to "everything background".
+trained with :func:`dice_bce` so thin, sparse labels (membranes a few voxels wide) do not
+collapse to "everything background".
 
 The 2.5D variants are the same networks with 2k+1 input channels (the slice and k neighbours
 above and below).
