@@ -1,21 +1,28 @@
 """TomoSeg accuracy on simulated cellular tomograms and on a real microtubule tomogram.
 
-Two independent simulated tomograms (cryoml.simulate.simulate_cell_tomogram, SNR 0.1 per
-projection, ±60° tilts, CTF + MTF: the simulator's realistic default). On tomogram A boxes are
-chosen as a user would (10 positive tiles centred on each feature, 100 negatives free of it),
-masks from the ground truth; one network per feature (membrane, microtubule, ribosome) is
-trained, applied to tomogram B, and the outputs are merged (argmax over [threshold, nets]).
-The merge threshold is chosen on tomogram A (the training tomogram), never on B.
+Protocol (issue 20). Two independent simulated tomograms (``simulate_cell_tomogram``, SNR 0.1
+per projection, ±60° tilts, CTF + MTF). On tomogram A a simulated user boxes, per feature
+(membrane, microtubule, ribosome), 10 positive tiles on what they can see (masks painted from
+the *visible* truth: see ``CellTomogram.visible``) and 100 negatives, a third of them on the
+other features (membranes, microtubules, ribosomes, gold, carbon) and the rest free of any
+feature. One network per feature is trained (round 0); then, in up to two correction rounds,
+the user boxes the 10 largest false-positive blobs of each network's output on tomogram A
+(never B) as new negatives and the network trains on (``TomoSegmenter.add_corrections``).
+After each round the three outputs are merged (argmax over [threshold, nets]) with the merge
+threshold chosen on tomogram A, and scored on tomogram B: Dice against the full truth and
+against the visible truth, ribosome picking precision / recall (a pick is right within half a
+ribosome diameter), and the microtubule network's mean response on membranes relative to its
+response on microtubules. Each architecture is run over several training seeds; the JSON gives
+every seed, the mean and the worst.
 
-Also: the same with masks perturbed like a hurried human (dilated, eroded, a stroke missed),
-the 2.5D variant (k = 2 neighbours each side as channels), a consensus of annotators (mean and
-s.d. maps), and a real-data check: a microtubule network trained on 13pf_MT.tif, applied to
-14pf_MT.tif, Dice against a mask derived from the volume itself (see ``derive_mt_mask``).
+Also: a real-data check — a microtubule network trained on 13pf_MT.tif, applied to 14pf_MT.tif,
+Dice against a mask derived from the volume itself (see ``derive_mt_mask``), per architecture.
 
 Prints one JSON object; PNGs go to outputs/benchmarks/.
 
-    .venv/bin/python benchmarks/tomoseg_accuracy.py --quick    # ~8 min on 2 idle CPU cores
-    .venv/bin/python benchmarks/tomoseg_accuracy.py            # paper settings (40 filters)
+    python benchmarks/tomoseg_accuracy.py --quick                # CPU, the notebook's sizes
+    KERAS_BACKEND=jax python benchmarks/tomoseg_accuracy.py      # full: 96×384×384, 3 seeds
+    ... --architectures unet --seeds 0 1 2 --rounds 2 --cells cells.npz  # pieces, in parallel
 """
 
 from __future__ import annotations
@@ -34,17 +41,9 @@ import numpy as np
 import scipy.ndimage as ndi
 
 FEATURES = ("membrane", "microtubule", "ribosome")
+DISTRACTORS = ("membrane", "microtubule", "ribosome", "complex", "gold", "carbon")
 RIBOSOME_DIAMETER_A = 250.0
-
-
-def feature_masks(cell) -> dict[str, np.ndarray]:
-    labels = cell.labels
-    membrane = labels["membrane"]  # includes the double membranes
-    return {
-        "membrane": membrane,
-        "microtubule": labels["microtubule"],
-        "ribosome": labels["ribosome"],
-    }
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2, 1.5)
 
 
 def prepare(volume: np.ndarray, voxel_size: float):
@@ -53,25 +52,6 @@ def prepare(volume: np.ndarray, voxel_size: float):
     return preprocess(
         volume, voxel_size=voxel_size, lowpass=3 * voxel_size, highpass=4000.0, clamp_sd=3.0
     )
-
-
-def hurried(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Perturb (P, T, T) tile masks like a hurried annotator: dilate, erode or miss a stroke."""
-    out = np.empty_like(masks)
-    for i, mask in enumerate(masks.astype(bool)):
-        kind = i % 3
-        if kind == 0:
-            new = ndi.binary_dilation(mask, iterations=2)
-        elif kind == 1:
-            new = ndi.binary_erosion(mask, iterations=1)
-            new = new if new.any() else mask
-        else:
-            new = mask.copy()
-            y0 = int(rng.integers(0, mask.shape[0] - 16))
-            new[y0 : y0 + 16] = False  # a missed stroke across the tile
-            new = new if new.any() else mask
-        out[i] = new
-    return out
 
 
 def tile_masks(mask_volume: np.ndarray, centres: np.ndarray, tile: int) -> np.ndarray:
@@ -84,45 +64,42 @@ def tile_masks(mask_volume: np.ndarray, centres: np.ndarray, tile: int) -> np.nd
     ).astype(np.float32)
 
 
-def train(
-    volume,
-    positives,
-    masks,
-    negatives,
-    feature,
-    settings,
-    *,
-    voxel,
-    record,
-    n_neighbours=0,
-    seed=0,
-    tile_size=64,
-):
-    from cryoml.tomoseg import TomoSegmenter, build_training_set
+def user_boxes(cell, feature: str, *, tile: int, rng: np.random.Generator):
+    """10 positives on the visible feature, 100 negatives (a third on other features)."""
+    from cryoml.tomoseg import sample_boxes
 
-    trainset = build_training_set(
-        volume,
-        positives,
-        masks,
-        negatives,
-        feature=feature,
-        voxel_size=voxel,
-        preprocess=record,
-        n_copies=settings["copies"],
-        n_neighbours=n_neighbours,
-        tile_size=tile_size,
-        random_state=seed,
-    )
-    segmenter = TomoSegmenter(
-        feature=feature,
-        recipe=settings["recipe"],
-        learning_rate=settings["learning_rate"],
-        epochs=settings["epochs"],
-        n_filters=settings["filters"],
-        random_state=seed,
-        progress=False,
-    )
-    return segmenter.fit(trainset), trainset
+    visible = cell.visible[feature]
+    positives, free = sample_boxes(visible, 10, 67, tile_size=tile, random_state=rng)
+    others = np.zeros_like(visible)
+    for name in DISTRACTORS:
+        if name != feature and name in cell.labels:
+            others |= cell.labels[name]
+    # Centred on another feature, with at most a trace of this one in the tile.
+    own = ndi.uniform_filter(cell.labels[feature].astype(np.float32), size=(1, tile, tile))
+    half = tile // 2
+    inside = np.zeros(visible.shape, bool)
+    inside[:, half : visible.shape[1] - half + 1, half : visible.shape[2] - half + 1] = True
+    candidates = np.argwhere(others & inside & (own < 0.002))
+    pick = rng.choice(len(candidates), size=33, replace=len(candidates) < 33)
+    return positives, np.concatenate([free, candidates[pick]])
+
+
+def false_positive_boxes(output, truth, *, threshold, tile, count=10):
+    """Centres of the ``count`` largest false-positive blobs of ``output`` (a user's boxes)."""
+    wrong = (output >= threshold) & ~ndi.binary_dilation(truth, iterations=2)
+    labels, n = ndi.label(wrong)
+    if n == 0:
+        return np.zeros((0, 3), int)
+    sizes = ndi.sum_labels(wrong, labels, index=np.arange(1, n + 1))
+    half = tile // 2
+    shape = np.asarray(output.shape)
+    boxes = []
+    for index in np.argsort(sizes)[::-1][:count]:
+        z, y, x = ndi.maximum_position(output, labels, index + 1)
+        y = int(np.clip(y, half, shape[1] - half))
+        x = int(np.clip(x, half, shape[2] - half))
+        boxes.append((int(z), y, x))
+    return np.asarray(boxes, int)
 
 
 def best_threshold(outputs, truths) -> float:
@@ -130,7 +107,7 @@ def best_threshold(outputs, truths) -> float:
     from cryoml.tomoseg import merge_segmentations
 
     best, best_t = -1.0, 1.0
-    for threshold in (0.3, 0.4, 0.5, 0.6, 0.8, 1.0):
+    for threshold in THRESHOLDS:
         labels, _ = merge_segmentations(outputs, threshold=threshold)
         score = np.mean([dice(labels == i + 1, t) for i, t in enumerate(truths)])
         if score > best:
@@ -161,129 +138,188 @@ def ribosome_picking(output, truth_centres, voxel, threshold):
     return len(pred_idx) / len(picks), len(pred_idx) / max(len(truth), 1), len(picks), len(truth)
 
 
-def run_simulated(settings, out_dir: Path) -> dict:
-    from cryoml.metrics import dice
+def simulate_cells(settings, path: Path | None):
+    """The two tomograms (A: training, B: test), simulated once and kept in ``path``."""
+    from types import SimpleNamespace
+
     from cryoml.simulate import simulate_cell_tomogram
-    from cryoml.tomoseg import (
-        apply_network,
-        consensus_maps,
-        merge_segmentations,
-        sample_boxes,
-    )
 
-    shape = settings["shape"]
-    cells = [
-        simulate_cell_tomogram(shape, voxel_size=10.0, snr=settings["snr"], random_state=seed)
-        for seed in (101, 202)
-    ]
-    voxel = float(cells[0].tomogram.voxel_size)
-    (vol_a, record), (vol_b, _) = (prepare(np.asarray(c.tomogram.data), voxel) for c in cells)
-    truth_a, truth_b = feature_masks(cells[0]), feature_masks(cells[1])
-    rng = np.random.default_rng(0)
-    result: dict = {"dice": {}, "dice_perturbed": {}, "dice_2p5d": {}}
-    outputs = {"2d": {}, "perturbed": {}, "2p5d": {}}
-    outputs_a = {"2d": {}, "perturbed": {}, "2p5d": {}}
+    if path is not None and path.is_file():
+        with np.load(path, allow_pickle=False) as f:
+            cells = []
+            for key in ("a", "b"):
+                cells.append(SimpleNamespace(
+                    volume=f[f"{key}_volume"], voxel=float(f["voxel"]),
+                    labels={n: f[f"{key}_label_{n}"] for n in DISTRACTORS},
+                    visible={n: f[f"{key}_visible_{n}"] for n in FEATURES},
+                    ribosomes=f[f"{key}_ribosomes"]))
+        return cells
+    cells = []
+    arrays = {}
+    for key, seed in (("a", 101), ("b", 202)):
+        cell = simulate_cell_tomogram(settings["shape"], voxel_size=10.0, snr=settings["snr"],
+                                      random_state=seed)
+        particles = cell.particles
+        ribosomes = particles.centres[particles.classes == _ribosome_class(particles)]
+        item = SimpleNamespace(volume=np.asarray(cell.tomogram.data, np.float32),
+                               voxel=float(cell.tomogram.voxel_size),
+                               labels={n: cell.labels[n] for n in DISTRACTORS},
+                               visible={n: cell.visible[n] for n in FEATURES},
+                               ribosomes=np.asarray(ribosomes, float))
+        cells.append(item)
+        arrays.update({f"{key}_volume": item.volume, f"{key}_ribosomes": item.ribosomes,
+                       **{f"{key}_label_{n}": v for n, v in item.labels.items()},
+                       **{f"{key}_visible_{n}": v for n, v in item.visible.items()}})
+    if path is not None:
+        arrays["voxel"] = np.float64(cells[0].voxel)
+        np.savez_compressed(path, **arrays)
+    return cells
+
+
+def train_feature(vol, record, cell, feature, settings, architecture, seed, voxel):
+    from cryoml.tomoseg import TomoSegmenter, build_training_set
+
     tile = 64
-    for index, feature in enumerate(FEATURES):
-        positives, negatives = sample_boxes(
-            truth_a[feature], 10, 100, tile_size=tile, random_state=index
-        )
-        exact = tile_masks(truth_a[feature], positives, tile)
-        variants = {
-            "2d": (exact, 0),
-            "perturbed": (hurried(exact, rng), 0),
-            "2p5d": (exact, settings["k"]),
-        }
-        for name, (masks, k) in variants.items():
-            if name != "2d" and not settings[name]:
-                continue
-            start = time.perf_counter()
-            segmenter, trainset = train(
-                vol_a,
-                positives,
-                masks,
-                negatives,
-                feature,
-                settings,
-                voxel=voxel,
-                record=record,
-                n_neighbours=k,
-                seed=index,
-            )
-            train_s = time.perf_counter() - start
-            outputs[name][feature] = apply_network(
-                vol_b, segmenter, voxel_size=voxel, progress=False
-            )
-            outputs_a[name][feature] = apply_network(
-                vol_a, segmenter, voxel_size=voxel, progress=False
-            )
-            print(
-                f"  {feature} {name}: trained {len(trainset)} tiles in {train_s:.0f} s",
-                file=sys.stderr,
-            )
-            if name == "2d":
-                from cryoml.tomoseg import plot_history, preview_grid, save_figure
+    rng = np.random.default_rng(1000 * seed + FEATURES.index(feature))
+    positives, negatives = user_boxes(cell, feature, tile=tile, rng=rng)
+    masks = tile_masks(cell.visible[feature], positives, tile)
+    trainset = build_training_set(vol, positives, masks, negatives, feature=feature,
+                                  voxel_size=voxel, preprocess=record,
+                                  n_copies=settings["copies"], random_state=seed)
+    arch = settings["arch"][architecture]
+    segmenter = TomoSegmenter(feature=feature, architecture=architecture,
+                              epochs=arch["epochs"], n_filters=arch["filters"],
+                              learning_rate=arch["learning_rate"], random_state=seed,
+                              progress=False)
+    return segmenter.fit(trainset), trainset
 
-                save_figure(
-                    preview_grid(trainset, segmenter, max_tiles=16),
-                    out_dir / f"tomoseg_preview_{feature}.png",
-                    overwrite=True,
-                )
-                save_figure(
-                    plot_history(segmenter.history_, title=feature),
-                    out_dir / f"tomoseg_history_{feature}.png",
-                    overwrite=True,
-                )
-    truths_a = [truth_a[f] for f in FEATURES]
-    truths_b = [truth_b[f] for f in FEATURES]
-    thresholds = {}
-    for name, key in (("2d", "dice"), ("perturbed", "dice_perturbed"), ("2p5d", "dice_2p5d")):
-        if len(outputs[name]) != len(FEATURES):
-            continue
-        threshold = best_threshold([outputs_a[name][f] for f in FEATURES], truths_a)
-        thresholds[name] = threshold
-        labels, _table = merge_segmentations(
-            [outputs[name][f] for f in FEATURES], names=FEATURES, threshold=threshold
-        )
-        result[key] = {
-            f: round(dice(labels == i + 1, truths_b[i]), 3) for i, f in enumerate(FEATURES)
-        }
-        if name == "2d":
-            merged_b = labels
-        ribo = outputs[name]["ribosome"]
-        ribo_truth = cells[1].particles.centres[
-            cells[1].particles.classes == _ribosome_class(cells[1].particles)
-        ]
-        precision, recall, n_picks, n_true = ribosome_picking(ribo, ribo_truth, voxel, threshold)
-        prefix = {"2d": "", "perturbed": "perturbed_", "2p5d": "2p5d_"}[name]
-        result[f"{prefix}ribosome_precision"] = round(precision, 3)
-        result[f"{prefix}ribosome_recall"] = round(recall, 3)
-        if name == "2d":
-            result["ribosome_counts"] = {"picks": n_picks, "true": n_true}
-    result["ribosome_precision"] = result.pop("ribosome_precision", None)
-    result["ribosome_recall"] = result.pop("ribosome_recall", None)
-    result["merge_threshold"] = thresholds
-    # Consensus of two "annotators" (exact and hurried masks) for each feature.
-    if settings["perturbed"]:
-        consensus = {}
-        for f in FEATURES:
-            mean, sd = consensus_maps([outputs["2d"][f], outputs["perturbed"][f]])
-            t = thresholds.get("2d", 0.5)
-            consensus[f] = {
-                "dice_mean_map": round(dice(mean >= t, truth_b[f]), 3),
-                "sd_on_errors": round(float(sd[(mean >= t) != truth_b[f]].mean()), 3),
-                "sd_on_correct": round(float(sd[(mean >= t) == truth_b[f]].mean()), 3),
-            }
-        result["consensus"] = consensus
-    _overlay(vol_b, merged_b, out_dir / "tomoseg_simulated_overlay.png")
-    result["simulation"] = {
-        "shape": list(shape),
-        "voxel_size": voxel,
-        "snr": settings["snr"],
-        "tilt_range": 60,
-        "ctf_mtf": True,
+
+def score_round(outputs_a, outputs_b, cell_a, cell_b, voxel):
+    from cryoml.metrics import dice
+    from cryoml.tomoseg import merge_segmentations
+
+    threshold = best_threshold([outputs_a[f] for f in FEATURES],
+                               [cell_a.visible[f] for f in FEATURES])
+    labels, _ = merge_segmentations([outputs_b[f] for f in FEATURES], names=FEATURES,
+                                    threshold=threshold)
+    result = {
+        "merge_threshold": threshold,
+        "dice": {f: round(dice(labels == i + 1, cell_b.labels[f]), 3)
+                 for i, f in enumerate(FEATURES)},
+        "dice_visible": {f: round(dice(labels == i + 1, cell_b.visible[f]), 3)
+                         for i, f in enumerate(FEATURES)},
     }
-    return result
+    precision, recall, n_picks, n_true = ribosome_picking(outputs_b["ribosome"], cell_b.ribosomes,
+                                                          voxel, threshold)
+    result.update(ribosome_precision=round(precision, 3), ribosome_recall=round(recall, 3),
+                  ribosome_counts={"picks": n_picks, "true": n_true})
+    mt = outputs_b["microtubule"]
+    on_membrane = cell_b.visible["membrane"] & ~ndi.binary_dilation(cell_b.labels["microtubule"],
+                                                                    iterations=2)
+    on_mt = cell_b.visible["microtubule"]
+    if on_mt.any() and on_membrane.any():
+        result["mt_response_on_membrane"] = round(float(mt[on_membrane].mean())
+                                                  / max(float(mt[on_mt].mean()), 1e-6), 3)
+    return result, labels
+
+
+def run_seed(cells, settings, architecture, seed, out_dir: Path, rounds: int) -> list[dict]:
+    from cryoml.tomoseg import apply_network, plot_history, preview_grid, save_figure
+
+    cell_a, cell_b = cells
+    voxel = cell_a.voxel
+    (vol_a, record), (vol_b, _) = (prepare(c.volume, voxel) for c in cells)
+    segmenters = {}
+    outputs_a, outputs_b = {}, {}
+    per_round = []
+    for feature in FEATURES:
+        start = time.perf_counter()
+        segmenters[feature], trainset = train_feature(vol_a, record, cell_a, feature, settings,
+                                                      architecture, seed, voxel)
+        print(f"  {architecture} seed {seed} {feature}: {len(trainset)} tiles, "
+              f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
+        if seed == 0:
+            save_figure(preview_grid(trainset, segmenters[feature], max_tiles=16),
+                        out_dir / f"tomoseg_{architecture}_preview_{feature}.png", overwrite=True)
+            save_figure(plot_history(segmenters[feature].history_, title=feature),
+                        out_dir / f"tomoseg_{architecture}_history_{feature}.png", overwrite=True)
+    for round_ in range(rounds + 1):
+        if round_ > 0:
+            for feature in FEATURES:
+                boxes = false_positive_boxes(outputs_a[feature], cell_a.labels[feature],
+                                             threshold=per_round[-1]["merge_threshold"], tile=64)
+                if len(boxes):
+                    segmenters[feature].add_corrections(vol_a, boxes,
+                                                        epochs=settings["correction_epochs"])
+        for feature in FEATURES:
+            outputs_a[feature] = apply_network(vol_a, segmenters[feature], voxel_size=voxel,
+                                               progress=False)
+            outputs_b[feature] = apply_network(vol_b, segmenters[feature], voxel_size=voxel,
+                                               progress=False)
+        result, labels = score_round(outputs_a, outputs_b, cell_a, cell_b, voxel)
+        result.update(architecture=architecture, round=round_, seed=seed)
+        per_round.append(result)
+        print(f"  {architecture} seed {seed} round {round_}: {json.dumps(result)}",
+              file=sys.stderr)
+        if seed == 0:
+            _overlay_maps(vol_b, labels, outputs_b, cell_b,
+                          out_dir / f"tomoseg_{architecture}_round{round_}_overlay.png")
+    return per_round
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Mean and worst over seeds of every figure, per architecture and round."""
+    table: dict = {}
+    for run in runs:
+        table.setdefault(run["architecture"], {}).setdefault(str(run["round"]), []).append(run)
+    summary: dict = {}
+    for arch, rounds in table.items():
+        for round_, items in rounds.items():
+            entry = {"architecture": arch, "round": int(round_),
+                     "seeds": [r["seed"] for r in items]}
+            for key in ("dice", "dice_visible"):
+                entry[key] = {
+                    f: {"mean": round(float(np.mean([r[key][f] for r in items])), 3),
+                        "worst": round(float(np.min([r[key][f] for r in items])), 3)}
+                    for f in FEATURES}
+            for key in ("ribosome_precision", "ribosome_recall"):
+                values = [r[key] for r in items]
+                entry[key] = {"mean": round(float(np.mean(values)), 3),
+                              "worst": round(float(np.min(values)), 3)}
+            values = [r["mt_response_on_membrane"] for r in items if "mt_response_on_membrane" in r]
+            if values:
+                entry["mt_response_on_membrane"] = {"mean": round(float(np.mean(values)), 3),
+                                                    "worst": round(float(np.max(values)), 3)}
+            summary.setdefault(arch, {})[round_] = entry
+    return summary
+
+
+def _overlay_maps(volume, labels, outputs, cell, path):
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    z = volume.shape[0] // 2
+    colours = ["#1f77b4", "#2ca02c", "#d62728"]
+    figure, axes = plt.subplots(1, 5, figsize=(25, 5.4))
+    axes[0].imshow(volume[z], cmap="gray")
+    axes[0].set_title("tomogram B, central slice")
+    axes[1].imshow(volume[z], cmap="gray")
+    axes[1].imshow(np.ma.masked_equal(labels[z], 0), cmap=ListedColormap(colours), alpha=0.6,
+                   vmin=1, vmax=3, interpolation="nearest")
+    axes[1].set_title("merged labels")
+    handles = [Patch(color=c, label=f) for c, f in zip(colours, FEATURES, strict=True)]
+    axes[1].legend(handles=handles, loc="lower right", fontsize=9)
+    for ax, feature in zip(axes[2:], FEATURES, strict=False):
+        shown = ax.imshow(outputs[feature][z], cmap="magma", vmin=0, vmax=2)
+        ax.contour(cell.visible[feature][z], levels=[0.5], colors="cyan", linewidths=0.6)
+        ax.set_title(f"{feature} output (cyan: visible truth)")
+        figure.colorbar(shown, ax=ax, fraction=0.046, label="scaled output (1 = cut)")
+    for ax in axes:
+        ax.set_axis_off()
+    figure.tight_layout()
+    figure.savefig(path, dpi=70)
+    plt.close(figure)
 
 
 def _ribosome_class(particles) -> int:
@@ -295,9 +331,6 @@ def _ribosome_class(particles) -> int:
 
 
 def _overlay(volume, labels, path, *, extra=None):
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     z = volume.shape[0] // 2
@@ -342,10 +375,10 @@ def derive_mt_mask(volume: np.ndarray) -> tuple[np.ndarray, dict]:
     return mask, {"axis": axis.round(3).tolist(), "wall_radius_voxels": wall}
 
 
-def run_real(settings, data_dir: Path, out_dir: Path) -> dict:
+def run_real(settings, data_dir: Path, out_dir: Path, architecture: str) -> dict:
     from cryoml.io import read_tiff
     from cryoml.metrics import dice
-    from cryoml.tomoseg import apply_network, sample_boxes
+    from cryoml.tomoseg import TomoSegmenter, apply_network, build_training_set, sample_boxes
 
     train_image = read_tiff(data_dir / "13pf_MT.tif")
     test_image = read_tiff(data_dir / "14pf_MT.tif")
@@ -362,49 +395,48 @@ def run_real(settings, data_dir: Path, out_dir: Path) -> dict:
     # Negatives: tiles holding none of the tube (off-axis corners and the slabs above and
     # below it), anywhere in the volume.
     _, negatives = sample_boxes(mask_a, 1, 100, tile_size=tile, random_state=0)
-    local = dict(settings, copies=max(1, round(len(negatives) / 10)))
-    segmenter, _ = train(
-        vol_a,
-        positives,
-        tile_masks(mask_a, positives, tile),
-        negatives,
-        "microtubule",
-        local,
-        voxel=voxel,
-        record=record,
-        tile_size=tile,
-    )
+    trainset = build_training_set(vol_a, positives, tile_masks(mask_a, positives, tile), negatives,
+                                  feature="microtubule", voxel_size=voxel, preprocess=record,
+                                  n_copies=max(1, round(len(negatives) / 10)), tile_size=tile,
+                                  random_state=0)
+    arch = settings["arch"][architecture]
+    segmenter = TomoSegmenter(feature="microtubule", architecture=architecture,
+                              epochs=arch["epochs"], n_filters=arch["filters"],
+                              learning_rate=arch["learning_rate"], random_state=0,
+                              progress=False).fit(trainset)
     output = apply_network(vol_b, segmenter, voxel_size=voxel, progress=False)
-    scores = {t: dice(output >= t, mask_b) for t in (0.3, 0.5, 0.8, 1.0)}
+    scores = {t: dice(output >= t, mask_b) for t in THRESHOLDS}
     output_a = apply_network(vol_a, segmenter, voxel_size=voxel, progress=False)
     threshold = max(scores, key=lambda t: dice(output_a >= t, mask_a))
     _overlay(
         vol_b,
         (output >= threshold).astype(np.uint8),
-        out_dir / "tomoseg_real_mt_overlay.png",
+        out_dir / f"tomoseg_{architecture}_real_mt_overlay.png",
         extra=mask_b.astype(np.uint8),
     )
     return {
-        "real_mt_dice": round(scores[threshold], 3),
-        "real_mt": {
-            "threshold": threshold,
-            "mask": info_b,
-            "train_mask": info_a,
-            "n_negatives": len(negatives),
-            "dice_by_threshold": {str(k): round(v, 3) for k, v in scores.items()},
-        },
+        "dice": round(scores[threshold], 3),
+        "threshold": threshold,
+        "mask": info_b,
+        "train_mask": info_a,
+        "n_negatives": len(negatives),
+        "dice_by_threshold": {str(k): round(v, 3) for k, v in scores.items()},
     }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small nets, few epochs (CPU)")
+    parser.add_argument("--quick", action="store_true", help="the notebook's sizes, on a CPU")
+    parser.add_argument("--architectures", nargs="+", default=["unet", "paper"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="training seeds (default: 0 1 2; quick: 0)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="correction rounds after the first training (default 2; quick 1)")
+    parser.add_argument("--cells", type=Path, default=None,
+                        help="keep the two simulated tomograms in this .npz (made if absent)")
     parser.add_argument("--real-only", action="store_true", help="only the real-data check")
-    parser.add_argument(
-        "--perturbed",
-        action="store_true",
-        help="in quick mode too: hurried-annotator masks and the consensus of two annotators",
-    )
+    parser.add_argument("--no-real", action="store_true", help="skip the real-data check")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
     from cryoml._testing import project_root, reference_data
 
@@ -412,43 +444,40 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.quick:
         settings = {
-            "shape": (64, 256, 256),
-            "snr": 0.1,
-            "filters": 12,
-            "epochs": 16,
-            "copies": 5,
-            "k": 2,
-            "recipe": "eman2",
-            "learning_rate": 3e-4,
-            "perturbed": args.perturbed,
-            "2p5d": True,
+            "shape": (48, 192, 192), "snr": 0.1, "copies": 5, "correction_epochs": 8,
+            "arch": {"unet": {"filters": 16, "epochs": 30, "learning_rate": 1e-3},
+                     "paper": {"filters": 12, "epochs": 16, "learning_rate": 3e-4}},
         }
+        seeds, rounds = args.seeds or [0], 1 if args.rounds is None else args.rounds
     else:
         settings = {
-            "shape": (96, 384, 384),
-            "snr": 0.1,
-            "filters": 40,
-            "epochs": 20,
-            "copies": 10,
-            "k": 2,
-            "recipe": "eman2",
-            "learning_rate": 3e-4,
-            "perturbed": True,
-            "2p5d": True,
+            "shape": (96, 384, 384), "snr": 0.1, "copies": 10, "correction_epochs": 20,
+            "arch": {"unet": {"filters": 32, "epochs": 60, "learning_rate": 1e-3},
+                     "paper": {"filters": 40, "epochs": 20, "learning_rate": 3e-4}},
         }
+        seeds, rounds = args.seeds or [0, 1, 2], 2 if args.rounds is None else args.rounds
     start = time.perf_counter()
-    result = {} if args.real_only else run_simulated(settings, out_dir)
-    (out_dir / "tomoseg_accuracy_partial.json").write_text(json.dumps(result, indent=1))
+    result: dict = {"runs": []}
+    if not args.real_only:
+        cells = simulate_cells(settings, args.cells)
+        for architecture in args.architectures:
+            for seed in seeds:
+                result["runs"] += run_seed(cells, settings, architecture, seed, out_dir, rounds)
+        result["summary"] = summarise(result["runs"])
     data = reference_data()
-    if data is not None and (data / "tomograms" / "13pf_MT.tif").is_file():
-        result.update(run_real(settings, data / "tomograms", out_dir))
-    else:
-        result["real_mt_dice"] = None
+    if not args.no_real and data is not None and (data / "tomograms" / "13pf_MT.tif").is_file():
+        result["real_mt"] = {a: run_real(settings, data / "tomograms", out_dir, a)
+                             for a in args.architectures}
     result["settings"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}
     result["mode"] = "quick" if args.quick else "full"
     result["seconds"] = round(time.perf_counter() - start, 1)
-    result["hardware"] = f"{os.cpu_count()} CPU cores"
-    print(json.dumps(result, indent=1))
+    import keras
+
+    result["hardware"] = f"{os.cpu_count()} CPU cores, Keras backend {keras.backend.backend()}"
+    text = json.dumps(result, indent=1)
+    if args.out is not None:
+        args.out.write_text(text)
+    print(text)
     return 0
 
 

@@ -40,7 +40,7 @@ def preview_grid(training_set, segmenter=None, *, columns: int = 4, max_tiles: i
         raise CryomlError("the training set is empty; nothing to preview.")
     centre = training_set.n_channels // 2
     tiles = training_set.tiles[:n, ..., centre]
-    labels = training_set.labels[:n]
+    labels = (training_set.labels if segmenter is None else segmenter._labels_of(training_set))[:n]
     outputs = None if segmenter is None else segmenter.predict_tiles(training_set.tiles[:n])
     columns = max(1, int(columns))
     rows = -(-n // columns)
