@@ -223,7 +223,8 @@ def score_round(outputs_a, outputs_b, cell_a, cell_b, voxel):
     return result, labels
 
 
-def run_seed(cells, settings, architecture, seed, out_dir: Path, rounds: int) -> list[dict]:
+def run_seed(cells, settings, architecture, seed, out_dir: Path, rounds: int,
+             save=None) -> list[dict]:
     from cryoml.tomoseg import apply_network, plot_history, preview_grid, save_figure
 
     cell_a, cell_b = cells
@@ -259,6 +260,8 @@ def run_seed(cells, settings, architecture, seed, out_dir: Path, rounds: int) ->
         result, labels = score_round(outputs_a, outputs_b, cell_a, cell_b, voxel)
         result.update(architecture=architecture, round=round_, seed=seed)
         per_round.append(result)
+        if save is not None:
+            save(result)
         print(f"  {architecture} seed {seed} round {round_}: {json.dumps(result)}",
               file=sys.stderr)
         if seed == 0:
@@ -427,6 +430,7 @@ def run_real(settings, data_dir: Path, out_dir: Path, architecture: str) -> dict
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the notebook's sizes, on a CPU")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the code runs")
     parser.add_argument("--architectures", nargs="+", default=["unet", "paper"])
     parser.add_argument("--seeds", nargs="+", type=int, default=None,
                         help="training seeds (default: 0 1 2; quick: 0)")
@@ -436,7 +440,11 @@ def main(argv=None) -> int:
                         help="keep the two simulated tomograms in this .npz (made if absent)")
     parser.add_argument("--real-only", action="store_true", help="only the real-data check")
     parser.add_argument("--no-real", action="store_true", help="skip the real-data check")
-    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also write the JSON here (after every round, so a cut-off run "
+                        "keeps its finished rounds)")
+    parser.add_argument("--simulate-only", action="store_true",
+                        help="only simulate the two tomograms into --cells")
     args = parser.parse_args(argv)
     from cryoml._testing import project_root, reference_data
 
@@ -449,6 +457,10 @@ def main(argv=None) -> int:
                      "paper": {"filters": 12, "epochs": 16, "learning_rate": 3e-4}},
         }
         seeds, rounds = args.seeds or [0], 1 if args.rounds is None else args.rounds
+        if args.smoke:
+            settings.update(copies=2, correction_epochs=1)
+            for arch in settings["arch"].values():
+                arch.update(epochs=2, filters=4)
     else:
         settings = {
             "shape": (96, 384, 384), "snr": 0.1, "copies": 10, "correction_epochs": 20,
@@ -458,26 +470,38 @@ def main(argv=None) -> int:
         seeds, rounds = args.seeds or [0, 1, 2], 2 if args.rounds is None else args.rounds
     start = time.perf_counter()
     result: dict = {"runs": []}
+    import keras
+
+    result["hardware"] = f"{os.cpu_count()} CPU cores, Keras backend {keras.backend.backend()}"
+    result["settings"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}
+    result["mode"] = "quick" if args.quick else "full"
+
+    def save(run=None):
+        if run is not None:
+            result["runs"].append(run)
+            result["summary"] = summarise(result["runs"])
+        if args.out is not None:
+            result["seconds"] = round(time.perf_counter() - start, 1)
+            args.out.write_text(json.dumps(result, indent=1))
+
+    if args.simulate_only:
+        simulate_cells(settings, args.cells)
+        return 0
     if not args.real_only:
         cells = simulate_cells(settings, args.cells)
         for architecture in args.architectures:
             for seed in seeds:
-                result["runs"] += run_seed(cells, settings, architecture, seed, out_dir, rounds)
-        result["summary"] = summarise(result["runs"])
+                run_seed(cells, settings, architecture, seed, out_dir, rounds, save=save)
     data = reference_data()
     if not args.no_real and data is not None and (data / "tomograms" / "13pf_MT.tif").is_file():
-        result["real_mt"] = {a: run_real(settings, data / "tomograms", out_dir, a)
-                             for a in args.architectures}
-    result["settings"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}
-    result["mode"] = "quick" if args.quick else "full"
+        result["real_mt"] = {}
+        for architecture in args.architectures:
+            result["real_mt"][architecture] = run_real(settings, data / "tomograms", out_dir,
+                                                       architecture)
+            save()
     result["seconds"] = round(time.perf_counter() - start, 1)
-    import keras
-
-    result["hardware"] = f"{os.cpu_count()} CPU cores, Keras backend {keras.backend.backend()}"
-    text = json.dumps(result, indent=1)
-    if args.out is not None:
-        args.out.write_text(text)
-    print(text)
+    save()
+    print(json.dumps(result, indent=1))
     return 0
 
 
