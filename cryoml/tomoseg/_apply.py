@@ -231,7 +231,9 @@ def _choose_engine(engine: str, model, gpu: bool) -> str:
     return engine
 
 
-def _forward_for(segmenter, engine: str, precision: str, output_dtype: str = "float32"):
+def _forward_for(
+    segmenter, engine: str, precision: str, output_dtype: str = "float32", fft_size: int = 256
+):
     """The engine for this network, built once and kept on it (keyed by a fingerprint of the
     weights, so that further training is noticed): compiled functions are then reused by
     every later call instead of being traced again."""
@@ -246,15 +248,18 @@ def _forward_for(segmenter, engine: str, precision: str, output_dtype: str = "fl
             from cryoml.tomoseg._fft_device import DeviceFFTForward
 
             return DeviceFFTForward(
-                segmenter.model_, segmenter.amplitude_, output_dtype=output_dtype
+                segmenter.model_,
+                segmenter.amplitude_,
+                output_dtype=output_dtype,
+                fft_size=fft_size,
             )
         return _FFTForward(segmenter.model_)
 
-    dtype_key = output_dtype if engine == "device_fft" else "float32"
+    device_key = (output_dtype, fft_size) if engine == "device_fft" else None
     key = (
         engine,
         precision,
-        dtype_key,
+        device_key,
         float(segmenter.amplitude_),
         weights_fingerprint(segmenter.model_),
     )
@@ -342,6 +347,8 @@ def apply_network(
         1 million on a CPU).
     tile_size : int, optional
         Largest window edge (default 4096 on a GPU, 1024 on a CPU); larger slices are tiled.
+        For ``device_fft``, which takes whole slices, the edge of its overlap-save FFT tiles
+        (default 256).
     overlap : int, default 48
         Margin (pixels) each window keeps beyond its core; must exceed the receptive field.
     progress : bool, default True
@@ -393,6 +400,9 @@ def apply_network(
     if int(overlap) < 0:
         raise CryomlError(f"'overlap' must be >= 0; got {overlap}.")
     margin = int(overlap) + int(overlap) % 2
+    fft_size = int(tile_size) if tile_size else 256
+    if engine == "device_fft":
+        tile_size = None  # whole slices; the engine tiles them itself
     tile = int(tile_size) if tile_size else (4096 if gpu else 1024)
     tile += tile % 2
     if tile <= 2 * margin:
@@ -410,7 +420,8 @@ def apply_network(
         spans_y, spans_x = [(0, 0, even_y)], [(0, 0, even_x)]
         window_y, window_x = even_y, even_x
     if batch_size is None:
-        batch_size = max(1, ((16 if gpu else 1) << 20) // (window_y * window_x))
+        pixels = (32 if engine == "device_fft" else 16) if gpu else 1
+        batch_size = max(1, (pixels << 20) // (window_y * window_x))
     batch_size = int(batch_size)
     if batch_size < 1:
         raise CryomlError(f"'batch_size' must be >= 1; got {batch_size}.")
@@ -418,7 +429,7 @@ def apply_network(
     if engine == "fused" and len(spans_y) * len(spans_x) > 1:
         logger.info("slices need tiling: the fused engine falls back to 'keras'")
         engine = "keras"
-    forward = _forward_for(segmenter, engine, precision, output_dtype)
+    forward = _forward_for(segmenter, engine, precision, output_dtype, fft_size)
     k = int(segmenter.n_neighbours_)
     amplitude = np.float32(segmenter.amplitude_)
 

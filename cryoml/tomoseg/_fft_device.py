@@ -190,10 +190,8 @@ class DeviceFFTForward:
         k, step = self.k, n - self.k + 1
         half = k // 2
         nby, nbx = -(-h // step), -(-w // step)
-        x = jnp.pad(
-            x,
-            ((0, 0), (0, 0), (half, (nby + 1) * step - h - half), (half, (nbx + 1) * step - w - half)),
-        )
+        bottom, right = (nby + 1) * step - h - half, (nbx + 1) * step - w - half
+        x = jnp.pad(x, ((0, 0), (0, 0), (half, bottom), (half, right)))
         # Overlapping tiles by reshape: tile i = block i + the first k−1 rows of block i+1.
         x = x.reshape(b, c_in, nby + 1, step, (nbx + 1) * step)
         x = jnp.concatenate([x[:, :, :-1], x[:, :, 1:, : k - 1]], axis=3)  # (B,C,nby,n,W)
