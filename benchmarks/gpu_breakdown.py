@@ -1,34 +1,53 @@
-"""Where GPU time goes: device-only compute vs host-fed calls vs file-to-file runs (JAX only).
+"""Where GPU time goes (issue 18): TomoSeg FFT vs direct engines, file to file against the
+disk floor, and subtomogram inference host-fed vs on the device (JAX).
 
-For the three networks on one GPU, measures in one run:
+One run, one JSON (``$OUT/probe.json``, or /tmp/probe.json, and printed last):
 
-* subtomogram inference (Inception3D, DSRF3D; 23 classes, 40³) per second at batch 256, 1024,
-  2048, fp32 and bf16: through ``predict_on_batch`` on host arrays (``host_per_s``) and as a
-  jitted ``stateless_call`` on an array already on the device (``device_per_s``: the ceiling);
-* TomoSeg's fused engine on 4096² slices: host-fed, device-only, and the transfers; the two
-  15×15 convolutions on their own; the whole ``apply_network`` from one memory-mapped MRC
-  (16 slices) to another, with a cProfile of where the host time goes;
-* DeepEM dense scoring of a 2048² micrograph (KLH preset): the compiled scorer, first call
-  (compilation) and later calls, against the same computation run op by op (eager).
+* ``tomoseg_device``: per 4096² slice of device compute (input already on the device,
+  ``block_until_ready``) for the direct fused engine (fp32, bf16) and the device FFT engine
+  (FFT sizes 128/256/512, batches 1/2/4), same run, same weights; their agreement (max
+  difference over max, on 4096² and at 512² with float32 "highest" matmul precision, since the
+  GPU's default float32 convolution uses TF32); extrapolated to 4096×4096×1024.
+* ``tomoseg_files``: ``apply_network`` from a memory-mapped MRC of ``--slices`` 4096² float32
+  slices (default 64) to an MRC, for the FFT engine with float32 / float16 / uint8 output and
+  the fused bf16 engine; the disk floor (the same reads and writes with no compute: slices read
+  from the input map, the same bytes written to an output map and flushed, batch by batch, in
+  a reader thread and a writer thread) for each output type; the ratio of each run to its
+  floor; all extrapolated to 1,024 slices. The input's pages are dropped from the page cache
+  (``posix_fadvise``) before each run so reads come from the disk.
+* ``subtomo``: Inception3D and DSRF3D (23 classes, 40³): on-device ceiling (jitted, input on
+  the device), the old host-fed path (``predict_on_batch`` on host arrays), the pieces (host
+  feed: standardising a batch; transfer: ``device_put`` of float32 and bfloat16 batches;
+  network), and the library's pipelined path (``predict_batches``: prefetched, double-buffered
+  ``device_put`` in bfloat16 when the network computes in it), with its ratio to the ceiling.
 
-Needs ``KERAS_BACKEND=jax`` and a GPU: ``KERAS_BACKEND=jax python benchmarks/gpu_breakdown.py``.
-Writes ``$OUT/probe.json`` (or /tmp/probe.json) and prints it.
+``--quick`` shrinks everything (256² slices, 4 slices, small batches) to check the script on a
+CPU. ``--sections`` picks sections (default: tomoseg_device tomoseg_files subtomo).
+
+    KERAS_BACKEND=jax python benchmarks/gpu_breakdown.py            # one H200, ~5 min
+    KERAS_BACKEND=jax python benchmarks/gpu_breakdown.py --quick    # CPU smoke test
 """
 
 from __future__ import annotations
 
-import cProfile
+import argparse
 import json
 import os
-import pstats
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+T0 = time.perf_counter()
+
+
+def log(*args) -> None:
+    print(f"[{time.perf_counter() - T0:6.1f} s]", *args, flush=True)
 
 
 def t_loop(fn, n: int) -> float:
@@ -50,130 +69,319 @@ def jitted(model):
     return lambda x: call(trainable, other, x)
 
 
-def subtomo(results: dict) -> None:
-    import jax
+def make_segmenter():
     import keras
 
-    from cryoml.subtomo.models import build_model
-
-    for precision in ("float32", "bfloat16"):
-        keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
-        for name in ("inception3d", "dsrf3d"):
-            model = build_model(name, (40, 40, 40), 23)
-            for batch in (256, 1024, 2048):
-                rng = np.random.default_rng(0)
-                x = rng.normal(size=(batch, 40, 40, 40, 1)).astype(np.float32)
-                host = t_loop(lambda: np.asarray(model.predict_on_batch(x)), 5)  # noqa: B023
-                forward, on_device = jitted(model), jax.device_put(x)
-                device = t_loop(lambda: forward(on_device).block_until_ready(), 10)  # noqa: B023
-                key = f"subtomo_{name}_{precision}_b{batch}"
-                results[key] = {
-                    "host_per_s": round(batch / host),
-                    "device_per_s": round(batch / device),
-                }
-                print(key, results[key], flush=True)
-    keras.config.set_dtype_policy("float32")
-
-
-def tomoseg(results: dict) -> None:
-    import jax
-
-    from cryoml import io
-    from cryoml.tomoseg import TomoSegmenter, apply_network
-    from cryoml.tomoseg._apply import _FusedForward
+    from cryoml.tomoseg import TomoSegmenter
     from cryoml.tomoseg.models import build_tomoseg_cnn
 
+    keras.utils.set_random_seed(0)
     net = build_tomoseg_cnn(n_filters=40)
-    for precision in ("float32", "bfloat16"):
-        fused = _FusedForward(net, 1.0, precision=precision)
-        for batch in (1, 4):
-            x = np.random.default_rng(0).normal(size=(batch, 4096, 4096, 1)).astype(np.float32)
-            host = t_loop(lambda: fused(x), 3)  # noqa: B023
-            forward, on_device = jitted(fused.model), jax.device_put(x)
-            device = t_loop(lambda: forward(on_device).block_until_ready(), 5)  # noqa: B023
-            put = t_loop(lambda: jax.device_put(x).block_until_ready(), 3)  # noqa: B023
-            out = forward(on_device)
-            get = t_loop(lambda: np.asarray(out), 3)  # noqa: B023
-            key = f"tomoseg_{precision}_b{batch}"
-            results[key] = {
-                "host_s_per_slice": host / batch,
-                "device_s_per_slice": device / batch,
-                "put_s_per_slice": put / batch,
-                "get_s_per_slice": get / batch,
-            }
-            print(key, results[key], flush=True)
-    for precision in ("float32", "bfloat16"):
-        dtype = jax.numpy.bfloat16 if precision == "bfloat16" else jax.numpy.float32
-        k1, k2 = jax.numpy.ones((15, 15, 1, 40), dtype), jax.numpy.ones((15, 15, 40, 40), dtype)
-        x1 = jax.numpy.ones((1, 4096, 4096, 1), dtype)
-        x2 = jax.numpy.ones((1, 2048, 2048, 40), dtype)
-        conv = jax.jit(
-            lambda x, k: jax.lax.conv_general_dilated(
-                x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-            )
-        )
-        results[f"conv1_{precision}"] = t_loop(lambda: conv(x1, k1).block_until_ready(), 5)  # noqa: B023
-        results[f"conv2_{precision}"] = t_loop(lambda: conv(x2, k2).block_until_ready(), 5)  # noqa: B023
-        print(precision, results[f"conv1_{precision}"], results[f"conv2_{precision}"], flush=True)
-
+    rng = np.random.default_rng(1)
+    for weight in net.weights:  # non-zero biases, so that the ReLUs cut
+        if "bias" in weight.path:
+            weight.assign(rng.normal(0, 0.02, weight.shape).astype(np.float32))
     segmenter = TomoSegmenter(feature="b", n_filters=40, progress=False)
     segmenter.model_, segmenter.amplitude_, segmenter.voxel_size_ = net, 1.0, 10.0
     segmenter.preprocess_, segmenter.n_neighbours_ = {}, 0
     segmenter.history_ = {"loss": [], "val_loss": [], "learning_rate": []}
-    folder = tempfile.mkdtemp()
-    volume = np.random.default_rng(0).normal(size=(16, 4096, 4096)).astype(np.float32)
-    io.write_mrc(f"{folder}/t.mrc", volume, voxel_size=10.0)
-    for precision in ("float32", "bfloat16"):
-        options = {"overwrite": True, "progress": False, "precision": precision}
-        apply_network(f"{folder}/t.mrc", segmenter, output=f"{folder}/w.mrc", **options)
-        start = time.perf_counter()
-        profile = cProfile.Profile()
-        profile.enable()
-        apply_network(f"{folder}/t.mrc", segmenter, output=f"{folder}/o.mrc", **options)
-        profile.disable()
-        results[f"apply_file_{precision}_s_per_slice"] = (time.perf_counter() - start) / 16
-        print("apply file", precision, results[f"apply_file_{precision}_s_per_slice"], flush=True)
-        pstats.Stats(profile).sort_stats("tottime").print_stats(12)
+    return segmenter
 
 
-def deepem(results: dict) -> None:
-    from cryoml.picking import PRESETS, build_deepem_cnn, dense_score_map
-    from cryoml.picking._scoring import _dense_forward, _DenseParameters
-
-    preset = PRESETS["klh"]
-    model = build_deepem_cnn(preset.box_size, kernels=preset.kernels, pools=preset.pools)
-    image = np.random.default_rng(0).normal(size=(2048, 2048)).astype(np.float32)
-    start = time.perf_counter()
-    dense_score_map(model, image)
-    results["dense_first_s"] = time.perf_counter() - start
-    results["dense_s"] = t_loop(lambda: dense_score_map(model, image), 5)
-    params = _DenseParameters(model)
-    crop = image[: 272 + 148 * 12, : 272 + 148 * 12]
-
-    def eager():
-        total = 0
-        for k in range(4):
-            turned = np.ascontiguousarray(np.rot90(crop, k))[None]
-            total = total + np.rot90(np.asarray(_dense_forward(turned, params))[0], -k)
-        return total
-
-    results["dense_eager_s"] = t_loop(eager, 3)
-    print("dense", results["dense_s"], results["dense_eager_s"], flush=True)
+def rel_diff(a, b) -> float:
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
-def main() -> None:
+def tomoseg_device(results: dict, segmenter, size: int, quick: bool) -> None:
     import jax
 
-    results: dict = {}
-    subtomo(results)
-    tomoseg(results)
-    deepem(results)
-    results["device"] = str(jax.devices()[0].device_kind)
+    from cryoml.tomoseg._apply import _FusedForward
+    from cryoml.tomoseg._fft_device import DeviceFFTForward
+
+    net = segmenter.model_
+    out: dict = {"size": size}
+    rng = np.random.default_rng(0)
+    x4 = jax.device_put(rng.normal(size=(4 if not quick else 2, size, size, 1)).astype(np.float32))
+    reps = 2 if quick else 5
+    direct = {}
+    for precision in ("float32", "bfloat16"):
+        fused = _FusedForward(net, 1.0, precision=precision)
+        forward = jitted(fused.model)
+        batch = x4[:2]
+        seconds = t_loop(lambda: forward(batch).block_until_ready(), reps)  # noqa: B023
+        out[f"fused_{precision}_s_per_slice"] = seconds / 2
+        direct[precision] = np.asarray(forward(batch))[..., 0]
+        log("fused", precision, seconds / 2)
+    best = None
+    sweep = {}
+    for fft_size in (128,) if quick else (128, 256, 512):
+        engine = DeviceFFTForward(net, 1.0, fft_size=fft_size)
+        for batch_n in (2,) if quick else (1, 2, 4):
+            batch = x4[:batch_n]
+            seconds = t_loop(
+                lambda: engine.device_call(batch)[0].block_until_ready(),  # noqa: B023
+                reps,
+            ) / batch_n
+            sweep[f"n{fft_size}_b{batch_n}"] = seconds
+            log("device_fft", fft_size, batch_n, seconds)
+            if best is None or seconds < best[0]:
+                best = (seconds, fft_size, batch_n)
+    out["device_fft_sweep_s_per_slice"] = sweep
+    seconds, fft_size, batch_n = best
+    out["device_fft_s_per_slice"] = seconds
+    out["device_fft_best"] = {"fft_size": fft_size, "batch": batch_n}
+    engine = DeviceFFTForward(net, 1.0, fft_size=fft_size)
+    fft_out = np.asarray(engine.device_call(x4[:2])[0])
+    out["agreement_fft_vs_fused_float32_tf32"] = rel_diff(fft_out, direct["float32"])
+    out["agreement_bf16_vs_float32_fused"] = rel_diff(direct["bfloat16"], direct["float32"])
+    small = np.asarray(x4[:1, :512, :512])  # (the whole slice in quick mode)
+    with jax.default_matmul_precision("highest"):
+        exact = _FusedForward(net, 1.0, precision="float32")
+        reference = exact(small)
+        fft_small = DeviceFFTForward(net, 1.0, fft_size=fft_size)(small)[0]
+    out["agreement_fft_vs_fused_512_highest"] = rel_diff(fft_small, reference)
+    volume_slices = 1024 * (4096 / size) ** 2
+    out["tomogram_4096x4096x1024_compute_s"] = {
+        "device_fft": round(seconds * volume_slices, 2),
+        "fused_bfloat16": round(out["fused_bfloat16_s_per_slice"] * volume_slices, 2),
+        "fused_float32": round(out["fused_float32_s_per_slice"] * volume_slices, 2),
+    }
+    out["speedup_fft_over_fused_bfloat16"] = round(out["fused_bfloat16_s_per_slice"] / seconds, 2)
+    out["speedup_fft_over_fused_float32"] = round(out["fused_float32_s_per_slice"] / seconds, 2)
+    results["tomoseg_device"] = out
+    results["_fft_best"] = best
+
+
+def _drop_file_cache(path) -> None:
+    """Evict a file's clean pages from the page cache, so the next read comes from disk."""
+    if hasattr(os, "posix_fadvise"):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def disk_floor(source: str, target: str, dtype: str, per_step: int) -> float:
+    """Seconds to read every slice of ``source`` and write the same output bytes, no compute.
+
+    The same path as ``apply_network``: slices read from the input's memory map and stacked,
+    written into an output MRC map, flushed and dropped batch by batch, with reading and
+    writing overlapped in two threads.
+    """
+    import mrcfile
+
+    from cryoml._pages import drop_pages
+    from cryoml.io import read_image
+
+    _drop_file_cache(source)
+    start = time.perf_counter()
+    volume = read_image(source, mmap=True).data
+    n_z = volume.shape[0]
+    out_dtype = np.dtype(dtype)
+    mode = {"float32": 2, "float16": 12, "uint8": 0}[dtype]
+    with mrcfile.new_mmap(target, shape=volume.shape, mrc_mode=mode, overwrite=True) as handle:
+        data = handle.data.view(out_dtype)
+
+        def load(z0):
+            return np.stack([np.asarray(volume[z]) for z in range(z0, min(n_z, z0 + per_step))])
+
+        def store(planes, z0):
+            data[z0 : z0 + len(planes)] = planes.astype(out_dtype, copy=False)
+            drop_pages(volume)
+            drop_pages(data)
+
+        starts = list(range(0, n_z, per_step))
+        with ThreadPoolExecutor(2) as pool:
+            loading, writing = pool.submit(load, starts[0]), None
+            for i, z0 in enumerate(starts):
+                planes = loading.result()
+                if i + 1 < len(starts):
+                    loading = pool.submit(load, starts[i + 1])
+                if writing is not None:
+                    writing.result()
+                writing = pool.submit(store, planes, z0)
+            writing.result()
+    seconds = time.perf_counter() - start
+    os.unlink(target)
+    return seconds
+
+
+def tomoseg_files(results: dict, segmenter, size: int, n_slices: int) -> None:
+    import mrcfile
+
+    from cryoml.tomoseg import apply_network
+
+    folder = tempfile.mkdtemp(dir=os.environ.get("TMPDIR"))
+    source = f"{folder}/t.mrc"
+    rng = np.random.default_rng(0)
+    distinct = [rng.standard_normal((size, size), dtype=np.float32) for _ in range(4)]
+    with mrcfile.new_mmap(source, shape=(n_slices, size, size), mrc_mode=2) as handle:
+        for z in range(n_slices):
+            handle.data[z] = distinct[z % 4]
+        handle.voxel_size = 10.0
+    warm = f"{folder}/warm.mrc"
+    with mrcfile.new_mmap(warm, shape=(4, size, size), mrc_mode=2) as handle:
+        handle.data[:] = np.stack(distinct)
+        handle.voxel_size = 10.0
+    log("wrote input", n_slices, size)
+    out: dict = {"slices": n_slices, "size": size, "note": "input pages evicted before each run"}
+    _, fft_size, batch_n = results.get("_fft_best", (None, 256, 2))
+    scale = 1024 * (4096 / size) ** 2 / n_slices
+    runs = [
+        ("device_fft", "float32"),
+        ("device_fft", "float16"),
+        ("device_fft", "uint8"),
+        ("fused", "float32"),
+    ]
+    floors: dict = {}
+    for engine, dtype in runs:
+        options = {
+            "overwrite": True,
+            "progress": False,
+            "engine": engine,
+            "output_dtype": dtype,
+        }
+        if engine == "device_fft":
+            options["batch_size"] = batch_n
+            options["tile_size"] = fft_size  # the overlap-save FFT size for this engine
+        else:
+            options["precision"] = "bfloat16"
+        apply_network(warm, segmenter, output=f"{folder}/w.mrc", **options)  # compile
+        if dtype not in floors:
+            floors[dtype] = disk_floor(source, f"{folder}/floor.mrc", dtype, options.get(
+                "batch_size", 1))
+            log("disk floor", dtype, floors[dtype])
+        _drop_file_cache(source)
+        start = time.perf_counter()
+        apply_network(source, segmenter, output=f"{folder}/o.mrc", **options)
+        wall = time.perf_counter() - start
+        os.unlink(f"{folder}/o.mrc")
+        key = f"{engine}_{dtype}" + ("_bf16" if engine == "fused" else "")
+        out[key] = {
+            "s_per_slice": wall / n_slices,
+            "tomogram_4096x4096x1024_s": round(wall * scale, 1),
+            "disk_floor_s_per_slice": floors[dtype] / n_slices,
+            "disk_floor_4096x4096x1024_s": round(floors[dtype] * scale, 1),
+            "ratio_to_disk_floor": round(wall / floors[dtype], 2),
+        }
+        log("file to file", key, out[key])
+    os.unlink(source)
+    results["tomoseg_files"] = out
+
+
+def subtomo(results: dict, quick: bool) -> None:
+    import jax
+    import keras
+
+    from cryoml.subtomo._data import make_batches, standardize
+    from cryoml.subtomo._training import _jitted_predict, predict_batches
+    from cryoml.subtomo.models import build_model
+
+    box = 16 if quick else 40
+    configs = (
+        [("dsrf3d", "bfloat16", 64)]
+        if quick
+        else [
+            ("inception3d", "bfloat16", 2048),
+            ("inception3d", "bfloat16", 1024),
+            ("inception3d", "float32", 2048),
+            ("dsrf3d", "bfloat16", 2048),
+        ]
+    )
+    n_batches = 3 if quick else 8
+    out: dict = {}
+    rng = np.random.default_rng(0)
+    largest = max(batch for _, _, batch in configs)
+    pool = rng.standard_normal((largest * n_batches, box, box, box), dtype=np.float32)
+    for name, precision, batch in configs:
+        keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+        model = build_model(name, (box, box, box), 23)
+        keras.config.set_dtype_policy("float32")
+        data = pool[: batch * n_batches]
+        x = standardize(data[:batch])[..., None].astype(np.float32)
+        call = _jitted_predict(model)  # the library's compiled function: compiled once here
+        trainable = [v.value for v in model.trainable_variables]
+        other = [v.value for v in model.non_trainable_variables]
+
+        def forward(batch_on_device, call=call, trainable=trainable, other=other):
+            return call(trainable, other, batch_on_device)
+
+        on_device = jax.device_put(x)
+        device = t_loop(lambda: forward(on_device).block_until_ready(), 5)  # noqa: B023
+        host = t_loop(lambda: np.asarray(model.predict_on_batch(x)), 3)  # noqa: B023
+        batches = make_batches(data, np.arange(len(data)), batch_size=batch)
+        feed = t_loop(lambda: batches[1][0], 3)  # noqa: B023
+        put32 = t_loop(lambda: jax.device_put(x).block_until_ready(), 3)  # noqa: B023
+        import ml_dtypes
+
+        xb = x.astype(ml_dtypes.bfloat16)
+        put16 = t_loop(lambda: jax.device_put(xb).block_until_ready(), 3)  # noqa: B023
+        cast = t_loop(lambda: x.astype(ml_dtypes.bfloat16), 3)  # noqa: B023
+        predict_batches(model, data[: 2 * batch], batch_size=batch)  # warm-up
+        start = time.perf_counter()
+        predict_batches(model, data, batch_size=batch)
+        piped = (time.perf_counter() - start) / n_batches
+        old_start = time.perf_counter()
+        for i in range(n_batches):
+            np.asarray(model.predict_on_batch(batches[i][0]))
+        old = (time.perf_counter() - old_start) / n_batches
+        key = f"{name}_{precision}_b{batch}"
+        out[key] = {
+            "device_per_s": round(batch / device),
+            "host_fed_predict_on_batch_per_s": round(batch / host),
+            "library_old_loop_per_s": round(batch / old),
+            "library_pipelined_per_s": round(batch / piped),
+            "pipelined_over_ceiling": round(device / piped, 3),
+            "pieces_s_per_batch": {
+                "network_on_device": round(device, 4),
+                "feed_standardise": round(feed, 4),
+                "put_float32": round(put32, 4),
+                "put_bfloat16": round(put16, 4),
+                "cast_to_bfloat16_host": round(cast, 4),
+            },
+        }
+        log("subtomo", key, out[key])
+    results["subtomo"] = out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (CPU smoke test)")
+    parser.add_argument("--slices", type=int, help="slices of the file-to-file runs (64)")
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        default=["tomoseg_device", "tomoseg_files", "subtomo"],
+        choices=["tomoseg_device", "tomoseg_files", "subtomo"],
+    )
+    args = parser.parse_args(argv)
+    import jax
+    import keras
+
+    results: dict = {
+        "device": str(jax.devices()[0].device_kind),
+        "backend": keras.backend.backend(),
+        "quick": bool(args.quick),
+    }
+    size = 256 if args.quick else 4096
+    segmenter = make_segmenter()
+    if "tomoseg_device" in args.sections:
+        tomoseg_device(results, segmenter, size, args.quick)
+    if "tomoseg_files" in args.sections:
+        tomoseg_files(results, segmenter, size, args.slices or (4 if args.quick else 64))
+    if "subtomo" in args.sections:
+        subtomo(results, args.quick)
+    results.pop("_fft_best", None)
+    results["total_s"] = round(time.perf_counter() - T0, 1)
     out = os.environ.get("OUT", "/tmp")
     with open(f"{out}/probe.json", "w") as handle:
         json.dump(results, handle, indent=1)
     print(json.dumps(results))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -87,8 +87,17 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     p.add_argument("network", type=Path, help="trained .keras")
     p.add_argument("-o", "--output", type=Path, help="output MRC (one tomogram)")
     p.add_argument("--out-dir", type=Path, help="output folder (many tomograms)")
-    p.add_argument("--engine", choices=("auto", "fused", "keras", "fft"), default="auto")
+    p.add_argument(
+        "--engine", choices=("auto", "fused", "keras", "fft", "device_fft"), default="auto"
+    )
     p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument(
+        "--output-dtype",
+        choices=("float32", "float16", "uint8"),
+        default="float32",
+        help="output type: float16 halves the bytes written, uint8 (round(min(v, 1)·255), MRC "
+        "mode 0 with IMOD's unsigned flag) quarters them",
+    )
     add_batch_args(p)
     p.add_argument("--batch", type=int, dest="batch_size")
     p.add_argument("--tile", type=int, dest="tile_size", help="largest window edge")
@@ -210,6 +219,7 @@ def main(args: argparse.Namespace) -> int:
             "override_voxel_size": args.ignore_voxel_size,
             "engine": args.engine,
             "precision": args.precision,
+            "output_dtype": args.output_dtype,
             "batch_size": args.batch_size,
             "tile_size": args.tile_size,
         }

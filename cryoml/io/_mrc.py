@@ -20,6 +20,31 @@ __all__ = ["read_mrc", "write_mrc"]
 _MRC_DTYPES = {np.dtype(t) for t in (np.int8, np.int16, np.uint16, np.float32, np.complex64)}
 _MRC_DTYPES |= {np.dtype(np.uint8), np.dtype(np.float16)}
 
+# IMOD's convention for mode 0: its stamp at bytes 152–155 and, in the flags at 156–159,
+# bit 0 set for signed bytes; stamped files without that bit hold unsigned bytes.
+_IMOD_STAMP = 1146047817
+
+
+def _imod_words(header) -> np.ndarray:
+    """The header's bytes 152–159 (IMOD stamp and flags) as a little-endian int32 view."""
+    raw = np.asarray(header).reshape(1).view(np.uint8)
+    words = raw[152:160].view(header.dtype.byteorder.replace("|", "=") + "i4")
+    return words
+
+
+def mark_unsigned_bytes(header) -> None:
+    """Stamp an MRC header (mode 0) as holding unsigned bytes, as IMOD does."""
+    words = _imod_words(header)
+    words[0] = _IMOD_STAMP
+    words[1] = int(words[1]) & ~1
+
+
+def _holds_unsigned_bytes(header) -> bool:
+    if int(header.mode) != 0:
+        return False
+    words = _imod_words(header)
+    return int(words[0]) == _IMOD_STAMP and not int(words[1]) & 1
+
 
 def read_mrc(
     path: str | os.PathLike,
@@ -86,6 +111,8 @@ def read_mrc(
                 f"{path}: the MRC header could not be matched to data (damaged or truncated file)."
             )
         data = handle.data if mmap else np.array(handle.data)
+        if data is not None and _holds_unsigned_bytes(handle.header):
+            data = data.view(np.uint8)  # IMOD's unsigned bytes (mrcfile reads mode 0 signed)
         voxel = float(handle.voxel_size.x)
         is_stack = bool(handle.is_image_stack())
     finally:

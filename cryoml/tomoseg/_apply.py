@@ -8,12 +8,20 @@ complete, so a 4096×4096×1024 tomogram never has to fit in RAM. Reading the ne
 slices and writing the previous one run in helper threads while the network works on the
 current one.
 
-Two engines compute the same function:
+Four engines compute the same function:
 
-* ``"keras"``: ``model.predict_on_batch`` on float32 batches (the choice on a GPU).
+* ``"keras"``: ``model.predict_on_batch`` on float32 batches.
+* ``"fused"``: the network, upsampling and scaling as one compiled Keras model (direct
+  convolutions; float32 or bfloat16).
 * ``"fft"``: Keras for conv1 + pool, then conv2 and conv3 as overlap-save FFT convolutions
   in NumPy/SciPy. A 15×15 kernel over 40→40 channels costs 360,000 multiply-adds per pixel
   directly, about 50× fewer in Fourier space: the choice on a CPU.
+* ``"device_fft"``: the whole network as overlap-save FFT convolutions in one jitted JAX
+  function on the device (:mod:`cryoml.tomoseg._fft_device`): the choice on a GPU under the
+  JAX Keras backend for the paper network.
+
+The FFT engines are keyed on the paper architecture; for other networks they fall back to
+``fused`` (``device_fft``) or ``keras`` (``fft``).
 
 These engines are for the paper architecture. The U-Net (``architecture="unet"``) runs
 through ``"keras"`` on every device (its 3×3 convolutions suit both); its output already has
@@ -41,6 +49,7 @@ __all__ = ["apply_file", "apply_network", "upsample2"]
 logger = logging.getLogger(__name__)
 
 _RECEPTIVE_MARGIN = 48  # > conv1 (7) + pool (1) + 2 × conv2/conv3 at half sampling (2 × 14)
+_ENGINES = ("auto", "fused", "keras", "fft", "device_fft")
 
 
 def upsample2(half: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -192,7 +201,43 @@ class _FFTForward:
         return self._conv(hidden, self.kf3, self.bias3)[:, 0]
 
 
-def _forward_for(segmenter, engine: str, precision: str):
+def _jax_importable() -> bool:
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _choose_engine(engine: str, model, gpu: bool) -> str:
+    """The engine to run: ``auto`` resolved, FFT engines replaced for other networks."""
+    import keras
+
+    from cryoml.tomoseg._fft_device import paper_layers
+
+    paper = paper_layers(model) is not None
+    if engine == "auto":
+        if gpu and paper and keras.backend.backend() == "jax":
+            return "device_fft"
+        return "fused" if gpu else "fft"
+    if engine == "device_fft":
+        if not _jax_importable():
+            raise CryomlError(
+                "engine 'device_fft' needs JAX (pip install jax, or jax[cuda12] for a GPU); "
+                "use engine='fused' or 'fft'."
+            )
+        if not paper:
+            logger.info("not the paper network: engine 'device_fft' falls back to 'fused'")
+            return "fused"
+    if engine == "fft" and not paper:
+        logger.info("not the paper network: engine 'fft' falls back to 'keras'")
+        return "keras"
+    return engine
+
+
+def _forward_for(
+    segmenter, engine: str, precision: str, output_dtype: str = "float32", fft_size: int = 256
+):
     """The engine for this network, built once and kept on it (keyed by a fingerprint of the
     weights, so that further training is noticed): compiled functions are then reused by
     every later call instead of being traced again."""
@@ -203,9 +248,25 @@ def _forward_for(segmenter, engine: str, precision: str):
             return _FusedForward(segmenter.model_, segmenter.amplitude_, precision=precision)
         if engine == "keras":
             return _KerasForward(segmenter.model_)
+        if engine == "device_fft":
+            from cryoml.tomoseg._fft_device import DeviceFFTForward
+
+            return DeviceFFTForward(
+                segmenter.model_,
+                segmenter.amplitude_,
+                output_dtype=output_dtype,
+                fft_size=fft_size,
+            )
         return _FFTForward(segmenter.model_)
 
-    key = (engine, precision, float(segmenter.amplitude_), weights_fingerprint(segmenter.model_))
+    device_key = (output_dtype, fft_size) if engine == "device_fft" else None
+    key = (
+        engine,
+        precision,
+        device_key,
+        float(segmenter.amplitude_),
+        weights_fingerprint(segmenter.model_),
+    )
     return cached_on(segmenter, "_cryoml_engines", key, build, keep=4)
 
 
@@ -246,6 +307,7 @@ def apply_network(
     override_voxel_size: bool = False,
     engine: str = "auto",
     precision: str = "float32",
+    output_dtype: str = "float32",
     batch_size: int | None = None,
     tile_size: int | None = None,
     overlap: int = _RECEPTIVE_MARGIN,
@@ -269,19 +331,28 @@ def apply_network(
         Å/voxel of the tomogram when it is a plain array (taken from an Image or file).
     override_voxel_size : bool, default False
         Apply even when the voxel size differs from the network's.
-    engine : {"auto", "fused", "keras", "fft"}
-        ``auto``: ``fused`` on a GPU, ``fft`` on a CPU. ``fused`` runs the network, the
-        upsampling and the scaling on the device in one compiled model; it needs each slice in
-        one window (falls back to ``keras`` for tiled slices). See the module notes.
+    engine : {"auto", "fused", "keras", "fft", "device_fft"}
+        ``auto``: on a GPU ``device_fft`` (JAX Keras backend, paper network) or ``fused``;
+        ``fft`` on a CPU. ``fused`` runs the network, the upsampling and the scaling on the
+        device in one compiled model; it needs each slice in one window (falls back to
+        ``keras`` for tiled slices). ``device_fft`` runs all of that as FFT convolutions in
+        JAX on whole slices (needs JAX; any Keras backend). See the module notes.
     precision : {"float32", "bfloat16"}
         Arithmetic of the ``fused`` engine's network layers (bfloat16: Keras mixed precision,
-        about twice as fast on tensor-core GPUs; outputs agree to about 1e-2 relative).
+        about twice as fast on tensor-core GPUs; outputs agree to about 1e-2 relative). The
+        FFT engines always compute in float32.
+    output_dtype : {"float32", "float16", "uint8"}
+        Type of the output. ``float16`` halves the bytes written (values saturate at
+        65504); ``uint8`` quarters them as a probability-like code ``round(min(v, 1) × 255)``
+        (the training loss clips the output at 1), written as MRC mode 0 with IMOD's
+        unsigned-byte flag (read back as uint8 by :func:`cryoml.io.read_mrc` and IMOD).
     batch_size : int, optional
         Windows per network call (default: about 16 million pixels per call on a GPU,
         1 million on a CPU).
     tile_size : int, optional
         Largest window edge (default 4096 on a GPU, 1024 on a CPU, plus twice ``overlap``);
-        larger slices are tiled.
+        larger slices are tiled. For ``device_fft``, which takes whole slices, the edge of its
+        overlap-save FFT tiles (default 256).
     overlap : int, default 48
         Margin (pixels) each window keeps beyond its core; must exceed the receptive field.
     progress : bool, default True
@@ -320,19 +391,27 @@ def apply_network(
         source=source,
         override=override_voxel_size,
     )
-    if engine not in ("auto", "fused", "keras", "fft"):
-        raise CryomlError(f"'engine' must be 'auto', 'fused', 'keras' or 'fft'; got {engine!r}.")
+    if engine not in _ENGINES:
+        raise CryomlError(f"'engine' must be one of {', '.join(_ENGINES)}; got {engine!r}.")
+    from cryoml.tomoseg._fft_device import OUTPUT_DTYPES, encode_output
+
+    if output_dtype not in OUTPUT_DTYPES:
+        raise CryomlError(
+            f"'output_dtype' must be one of {', '.join(OUTPUT_DTYPES)}; got {output_dtype!r}."
+        )
     gpu = _gpu_available()
     stride = int(getattr(segmenter, "output_stride", 2))
     multiple = int(getattr(segmenter, "size_multiple", 2))
-    if engine == "auto":
-        engine = "fused" if gpu else "fft"
+    engine = _choose_engine(engine, segmenter.model_, gpu)
     if stride == 1 and engine != "keras":
         logger.info("the %s architecture runs through the 'keras' engine", segmenter.architecture)
         engine = "keras"
     if int(overlap) < 0:
         raise CryomlError(f"'overlap' must be >= 0; got {overlap}.")
     margin = -(-int(overlap) // multiple) * multiple
+    fft_size = int(tile_size) if tile_size else 256
+    if engine == "device_fft":
+        tile_size = None  # whole slices; the engine tiles them itself
     # The default keeps a whole 4096² slice (with its reflected margin) in one GPU window.
     tile = int(tile_size) if tile_size else (4096 if gpu else 1024) + 2 * margin
     tile = -(-tile // multiple) * multiple
@@ -353,8 +432,12 @@ def apply_network(
     spans_x = _windows(even_x, tile, margin)
     window_y = min(tile, even_y)
     window_x = min(tile, even_x)
+    if engine == "device_fft":  # whole slices: the engine tiles them itself
+        spans_y, spans_x = [(0, 0, even_y)], [(0, 0, even_x)]
+        window_y, window_x = even_y, even_x
     if batch_size is None:
-        batch_size = max(1, ((16 if gpu else 1) << 20) // (window_y * window_x))
+        pixels = (32 if engine == "device_fft" else 16) if gpu else 1
+        batch_size = max(1, (pixels << 20) // (window_y * window_x))
     batch_size = int(batch_size)
     if batch_size < 1:
         raise CryomlError(f"'batch_size' must be >= 1; got {batch_size}.")
@@ -362,35 +445,61 @@ def apply_network(
     if engine == "fused" and len(spans_y) * len(spans_x) > 1:
         logger.info("slices need tiling: the fused engine falls back to 'keras'")
         engine = "keras"
-    forward = _forward_for(segmenter, engine, precision)
+    forward = _forward_for(segmenter, engine, precision, output_dtype, fft_size)
     k = int(segmenter.n_neighbours_)
     amplitude = np.float32(segmenter.amplitude_)
 
     stats = {"min": np.inf, "max": -np.inf, "sum": 0.0, "sumsq": 0.0}
+    on_device = engine == "device_fft"
+
+    def _add_stats(values) -> None:
+        lo, hi, total, squares = (float(v) for v in values)
+        stats["min"] = min(stats["min"], lo)
+        stats["max"] = max(stats["max"], hi)
+        stats["sum"] += total
+        stats["sumsq"] += squares
 
     def run(handle_data):
         from tqdm.auto import tqdm
 
-        def _store(full: np.ndarray, z0: int) -> None:
+        def _store(full: np.ndarray, z0: int, device_stats) -> None:
             handle_data[z0 : z0 + len(full)] = full
             if output is not None:  # header statistics are needed only for a file
-                flat = full.reshape(-1)
-                stats["min"] = min(stats["min"], float(flat.min()))
-                stats["max"] = max(stats["max"], float(flat.max()))
-                stats["sum"] += float(flat.sum(dtype=np.float64))
-                # BLAS dot: float32 accumulation is ample for an MRC header's r.m.s.
-                stats["sumsq"] += float(np.dot(flat, flat))
+                if device_stats is not None:
+                    _add_stats(device_stats)
+                else:
+                    flat = full.reshape(-1)
+                    as_float = flat if flat.dtype == np.float32 else flat.astype(np.float32)
+                    # BLAS dot: float32 accumulation is ample for an MRC header's r.m.s.
+                    _add_stats(
+                        (
+                            flat.min(),
+                            flat.max(),
+                            flat.sum(dtype=np.float64),
+                            np.dot(as_float, as_float),
+                        )
+                    )
             # No-ops for arrays in memory; mrcfile's data are views whose base is the map.
             _drop_pages(volume)
             _drop_pages(handle_data)
 
         from cryoml.tomoseg._trainset import slice_channels
 
-        def _load(z0: int) -> np.ndarray:
+        def _load(z0: int):
             zs = range(z0, min(n_z, z0 + slices_per_step))
             planes = np.stack([slice_channels(volume, z, k) for z in zs])
             widths = ((0, 0), (edge, even_y - n_y - edge), (edge, even_x - n_x - edge), (0, 0))
-            return np.pad(planes, widths, mode="symmetric" if min(n_y, n_x) < 2 else "reflect")
+            planes = np.pad(planes, widths, mode="symmetric" if min(n_y, n_x) < 2 else "reflect")
+            if on_device:
+                n = len(planes)
+                if n < slices_per_step < n_z:  # same shape as the other batches: no recompile
+                    filler = np.zeros((slices_per_step - n, *planes.shape[1:]), np.float32)
+                    planes = np.concatenate([planes, filler])
+                import jax
+
+                # Copied to the device here, in the reader thread, while the device computes.
+                return jax.device_put(planes), n
+            return planes, len(planes)
 
         def _compute(planes: np.ndarray) -> np.ndarray:
             if engine == "fused":
@@ -398,7 +507,9 @@ def apply_network(
                 if n < slices_per_step < n_z:  # same shape as the other batches: no recompile
                     filler = np.zeros((slices_per_step - n, *planes.shape[1:]), np.float32)
                     planes = np.concatenate([planes, filler])
-                return forward(planes)[:n, edge : edge + n_y, edge : edge + n_x]
+                return encode_output(
+                    forward(planes)[:n, edge : edge + n_y, edge : edge + n_x], output_dtype
+                )
             s = stride
             half = np.empty((len(planes), even_y // s, even_x // s), np.float32)
             jobs = [(b, sy, sx) for b in range(len(planes)) for sy in spans_y for sx in spans_x]
@@ -423,7 +534,7 @@ def apply_network(
             full = np.ascontiguousarray(full[:, edge : edge + n_y, edge : edge + n_x])
             np.maximum(full, 0, out=full)
             full /= amplitude
-            return full
+            return encode_output(full, output_dtype)
 
         bar = tqdm(
             total=n_z, desc=f"applying {segmenter.feature}", unit="slice", disable=not progress
@@ -431,22 +542,46 @@ def apply_network(
         # Three stages in a pipeline: while the network works on batch i (this thread), a
         # helper thread reads and stacks batch i + 1 and another writes batch i − 1, so on a
         # GPU the device does not wait for the disk. Reads, copies and the device all release
-        # the GIL. At most three batches are in memory at once.
+        # the GIL. At most three batches are in memory at once. The device engine also copies
+        # batch i + 1 to the device in the reader thread and dispatches batch i + 1 before it
+        # waits for batch i, so that the device never waits for the host.
         starts = list(range(0, n_z, slices_per_step))
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cryoml-apply") as pool:
             loading = pool.submit(_load, starts[0])
             writing = None
+            pending = None  # device engine: (device slices, device stats, n, z0) in flight
+
+            def _write(full, z0, device_stats):
+                nonlocal writing
+                if writing is not None:
+                    writing.result()
+                    bar.update(slices_per_step)
+                writing = pool.submit(_store, full, z0, device_stats)
+
+            def _finish(item):
+                slices, device_stats, n, z0 = item
+                full = np.asarray(slices)[:n, edge : edge + n_y, edge : edge + n_x]
+                whole = n == len(slices) and (even_y, even_x) == (n_y, n_x)
+                values = np.asarray(device_stats, np.float64) if whole else None
+                _write(full, z0, values)
+
             try:
                 for i, z0 in enumerate(starts):
-                    planes = loading.result()
+                    planes, n = loading.result()
                     if i + 1 < len(starts):
                         loading = pool.submit(_load, starts[i + 1])
+                    if on_device:
+                        slices, device_stats = forward.device_call(planes)
+                        del planes
+                        if pending is not None:
+                            _finish(pending)
+                        pending = (slices, device_stats, n, z0)
+                        continue
                     full = _compute(planes)
                     del planes
-                    if writing is not None:
-                        writing.result()
-                        bar.update(slices_per_step)
-                    writing = pool.submit(_store, full, z0)
+                    _write(full, z0, None)
+                if pending is not None:
+                    _finish(pending)
                 if writing is not None:
                     writing.result()
                     bar.update(n_z - starts[-1])
@@ -454,15 +589,19 @@ def apply_network(
                 loading.cancel()
                 bar.close()
 
+    out_dtype = np.dtype(output_dtype)
     if output is None:
-        result = np.empty(volume.shape, np.float32)
+        result = np.empty(volume.shape, out_dtype)
         run(result)
         return result
     import mrcfile
 
+    from cryoml.io._mrc import mark_unsigned_bytes
+
+    mode = {"float32": 2, "float16": 12, "uint8": 0}[output_dtype]
     with atomic_path(output, overwrite=overwrite) as tmp:
-        with mrcfile.new_mmap(tmp, shape=volume.shape, mrc_mode=2, overwrite=True) as handle:
-            run(handle.data)
+        with mrcfile.new_mmap(tmp, shape=volume.shape, mrc_mode=mode, overwrite=True) as handle:
+            run(handle.data.view(out_dtype))
             if voxel_size is not None:
                 handle.voxel_size = float(voxel_size)
             count = float(volume.size)
@@ -472,8 +611,10 @@ def apply_network(
             handle.header.rms = float(
                 np.sqrt(max(stats["sumsq"] / count - (stats["sum"] / count) ** 2, 0.0))
             )
+            if output_dtype == "uint8":
+                mark_unsigned_bytes(handle.header)
     logger.info("wrote %s", output)
-    return mrcfile.mmap(Path(output), mode="r").data
+    return mrcfile.mmap(Path(output), mode="r").data.view(out_dtype)
 
 
 def apply_file(input_path, output_path, *, network, **options) -> dict:
