@@ -84,22 +84,25 @@ def user_boxes(cell, feature: str, *, tile: int, rng: np.random.Generator):
     return positives, np.concatenate([free, candidates[pick]])
 
 
-def false_positive_boxes(output, truth, *, threshold, tile, count=10):
-    """Centres of the ``count`` largest false-positive blobs of ``output`` (a user's boxes)."""
-    wrong = (output >= threshold) & ~ndi.binary_dilation(truth, iterations=2)
+def false_positive_boxes(output, truth, *, tile, threshold=1.0, count=10):
+    """Centres of the ``count`` largest false-positive blobs of ``output``, as a user boxes them.
+
+    A user boxes a mistake where the tile around it holds none of the feature (a tile labelled
+    negative that shows a real membrane would teach the network to miss membranes), so only
+    blobs whose tile is free of the feature's full truth count.
+    """
+    half = tile // 2
+    own = ndi.uniform_filter(truth.astype(np.float32), size=(1, tile, tile), mode="constant")
+    clear = own < 0.002
+    clear[:, :half] = clear[:, -half:] = clear[:, :, :half] = clear[:, :, -half:] = False
+    wrong = (output >= threshold) & clear
     labels, n = ndi.label(wrong)
     if n == 0:
         return np.zeros((0, 3), int)
     sizes = ndi.sum_labels(wrong, labels, index=np.arange(1, n + 1))
-    half = tile // 2
-    shape = np.asarray(output.shape)
-    boxes = []
-    for index in np.argsort(sizes)[::-1][:count]:
-        z, y, x = ndi.maximum_position(output, labels, index + 1)
-        y = int(np.clip(y, half, shape[1] - half))
-        x = int(np.clip(x, half, shape[2] - half))
-        boxes.append((int(z), y, x))
-    return np.asarray(boxes, int)
+    boxes = [ndi.maximum_position(output, labels, index + 1)
+             for index in np.argsort(sizes)[::-1][:count]]
+    return np.asarray(boxes, int).reshape(-1, 3)
 
 
 def best_threshold(outputs, truths) -> float:
@@ -247,8 +250,7 @@ def run_seed(cells, settings, architecture, seed, out_dir: Path, rounds: int,
     for round_ in range(rounds + 1):
         if round_ > 0:
             for feature in FEATURES:
-                boxes = false_positive_boxes(outputs_a[feature], cell_a.labels[feature],
-                                             threshold=per_round[-1]["merge_threshold"], tile=64)
+                boxes = false_positive_boxes(outputs_a[feature], cell_a.labels[feature], tile=64)
                 if len(boxes):
                     segmenters[feature].add_corrections(vol_a, boxes,
                                                         epochs=settings["correction_epochs"])
@@ -491,7 +493,14 @@ def main(argv=None) -> int:
         cells = simulate_cells(settings, args.cells)
         for architecture in args.architectures:
             for seed in seeds:
-                run_seed(cells, settings, architecture, seed, out_dir, rounds, save=save)
+                try:
+                    run_seed(cells, settings, architecture, seed, out_dir, rounds, save=save)
+                except Exception:  # keep the other seeds' results; the log shows the failure
+                    import traceback
+
+                    traceback.print_exc()
+                    result.setdefault("failed", []).append(f"{architecture} seed {seed}")
+                    save()
     data = reference_data()
     if not args.no_real and data is not None and (data / "tomograms" / "13pf_MT.tif").is_file():
         result["real_mt"] = {}

@@ -486,6 +486,19 @@ class TomoSegmenter:
         cut = _AMPLITUDE_LABEL if np.any(labels > _AMPLITUDE_LABEL) else 0.5 * labels.max()
         values = output[labels > cut]
         amplitude = float(values.mean()) if values.size else 0.0
+        background = output[labels < 0.05]
+        if values.size and background.size and amplitude > 0 and (
+            amplitude - float(background.mean()) < 0.1 * amplitude
+        ):
+            warnings.warn(
+                f"network {self.feature!r} gives nearly the same output on the feature as "
+                f"beside it on its own training tiles (feature {amplitude:.3g}, background "
+                f"{float(background.mean()):.3g}): it has collapsed to a constant map. Train "
+                "again with another random_state, a lower learning rate or "
+                "architecture='unet'.",
+                CryomlWarning,
+                stacklevel=3,
+            )
         if not amplitude > 0:
             warnings.warn(
                 f"network {self.feature!r} outputs nothing positive on its own training "
