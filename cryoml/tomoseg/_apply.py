@@ -437,6 +437,8 @@ def apply_network(
         window_y, window_x = even_y, even_x
     if batch_size is None:
         pixels = (32 if engine == "device_fft" else 16) if gpu else 1
+        if stride == 1 and gpu:
+            pixels = 2  # the U-Net keeps 32-96 full-size feature maps per pixel (OOM at 16M)
         batch_size = max(1, (pixels << 20) // (window_y * window_x))
     batch_size = int(batch_size)
     if batch_size < 1:
