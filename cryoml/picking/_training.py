@@ -182,9 +182,10 @@ class ParticlePicker(_PickingMixin):
         Random negatives per positive when no negatives are given (the paper used 800 + 800).
     particle_diameter : float, optional
         In pixels; default 2/3 of the box. Sets the negative exclusion distance (one diameter),
-        the picks' minimum distance (0.75 diameter) and the matching radius (0.5 diameter).
+        the picks' minimum distance (0.5 diameter) and the matching radius (0.5 diameter).
     min_distance : float, optional
-        Smallest distance between picks; default 0.75 × particle diameter.
+        Smallest distance between picks (circular non-maximum suppression); default 0.5 ×
+        particle diameter, which keeps touching particles.
     beta : float, default 2
         F-beta used to choose the threshold (the paper's F2).
     sd_quantiles : (float, float) or None, default (0.01, 0.99)
