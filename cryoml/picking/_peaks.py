@@ -233,11 +233,24 @@ class _PickingMixin:
             )
         return list(micrographs), list(coordinates)
 
-    def candidates(self, micrograph, *, method: str | None = None, score_map=None) -> Particles:
-        """All local maxima (any score) that pass the s.d. band: the picks before thresholding."""
+    def candidates(
+        self,
+        micrograph,
+        *,
+        method: str | None = None,
+        score_map=None,
+        override_pixel_size: bool = False,
+    ) -> Particles:
+        """All local maxima (any score) that pass the s.d. band: the picks before thresholding.
+
+        ``override_pixel_size`` scores an Image whose pixel size differs from the training
+        micrographs' (pickers that check it).
+        """
         self._check_fitted()
         data, _ = _image_of(micrograph)
-        score_map = score_map if score_map is not None else self.score(micrograph, method=method)
+        if score_map is None:
+            extra = {"override_pixel_size": True} if override_pixel_size else {}
+            score_map = self.score(micrograph, method=method, **extra)
         peaks = find_peaks(score_map, threshold=-np.inf, min_distance=self._min_distance())
         return filter_by_sd(peaks, normalise_micrograph(data), self.sd_band_)
 
@@ -247,7 +260,12 @@ class _PickingMixin:
         return DEFAULT_MIN_DISTANCE * self.diameter
 
     def pick(
-        self, micrograph, *, threshold: float | None = None, method: str | None = None
+        self,
+        micrograph,
+        *,
+        threshold: float | None = None,
+        method: str | None = None,
+        override_pixel_size: bool = False,
     ) -> Particles:
         """Pick particles: local maxima above the threshold, inside the s.d. band.
 
@@ -257,13 +275,17 @@ class _PickingMixin:
         threshold : float, optional
             Default ``threshold_`` (the F2-chosen one after :meth:`calibrate_threshold`).
         method : {"dense", "raster"}, optional
+        override_pixel_size : bool, default False
+            Pick an Image whose pixel size differs from the training micrographs'.
 
         Returns
         -------
         Particles
             Centres (Y, X) with ``scores`` and ``box_size``, highest score first.
         """
-        candidates = self.candidates(micrograph, method=method)
+        candidates = self.candidates(
+            micrograph, method=method, override_pixel_size=override_pixel_size
+        )
         threshold = self.threshold_ if threshold is None else float(threshold)
         return candidates.subset(candidates.scores >= threshold)
 

@@ -122,7 +122,7 @@ def toy_micrographs(
     out = []
     for _ in range(int(n)):
         margin = box_size / 2 + 1
-        n_touching = int(round(touching_fraction * n_particles)) // 2 * 2
+        n_touching = round(touching_fraction * n_particles) // 2 * 2
         centres = _place(rng, shape, n_particles - n_touching // 2, margin, 1.1 * diameter)
         if n_touching:
             centres = _add_touching(rng, shape, centres, n_touching // 2, margin, diameter)
