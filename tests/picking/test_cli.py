@@ -214,14 +214,15 @@ def test_all_candidates_and_evaluate_radius_from_the_model(toy_files, trained_pi
                                                             caplog):
     folder, mics, coords = toy_files
     model = trained_picker.save(folder / "picker.keras")
-    argv = ["extract", str(model), mics[3], "--out-dir", str(folder / "all"), "--workers", "1"]
+    argv = ["extract", str(model), mics[3], "--out-dir", str(folder / "all"), "--workers", "1",
+            "--format", "star"]
     assert run([*argv, "--all-candidates"]) == 0
-    every = io.read_coordinates(folder / "all" / "mic3.box")
+    every = io.read_coordinates(folder / "all" / "mic3.star")
     capsys.readouterr()
     assert len(every) == len(trained_picker.candidates(io.read_image(mics[3])))
     assert every.scores.min() < trained_picker.threshold_  # below-threshold ones too
     with caplog.at_level("INFO", logger="cryoml.cli.pick"):
-        assert run(["evaluate", str(folder / "all" / "mic3.box"), "--truth", coords[3],
+        assert run(["evaluate", str(folder / "all" / "mic3.star"), "--truth", coords[3],
                     "--model", str(model)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["radius"] == pytest.approx(0.5 * trained_picker.diameter)
