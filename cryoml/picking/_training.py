@@ -403,9 +403,58 @@ class ParticlePicker(_PickingMixin):
         self._validation_mask = None
         self._fit_boxes(boxes, labels, rng, callbacks=callbacks)
         self.hard_negative_counts_ = []
-        for _ in range(int(self.hard_negative_rounds)):
+        if self.hard_negative_rounds:
+            self.mine_hard_negatives(
+                micrographs, particles, negatives, rounds=int(self.hard_negative_rounds),
+                callbacks=callbacks,
+            )
+        return self
+
+    def mine_hard_negatives(
+        self,
+        micrographs,
+        particles,
+        negatives=None,
+        *,
+        rounds: int = 1,
+        epochs: int | None = None,
+        callbacks: list | None = None,
+    ) -> ParticlePicker:
+        """Hard-negative mining: the paper's recursive training, automated on labelled data.
+
+        The micrographs are picked at score 0.5; picks farther than one particle diameter from
+        every given particle (and negative) are false picks, and the highest-scoring of them
+        (up to ``negative_ratio`` × the positives) join the negatives; training then continues
+        from the current weights. Every particle of these micrographs must be labelled, or
+        unlabelled particles are taught as background.
+
+        Parameters
+        ----------
+        micrographs : list of (Y, X) ndarray or Image
+            Usually the training micrographs.
+        particles : list of Particles or (N, 2) ndarray
+            All particle centres per micrograph.
+        negatives : list of Particles or (N, 2) ndarray, optional
+            Known non-particle centres (not mined again).
+        rounds : int, default 1
+        epochs : int, optional
+            Epochs per round; default ``epochs`` // 2.
+        callbacks : list of keras.callbacks.Callback, optional
+
+        Returns
+        -------
+        self
+            With ``hard_negative_counts_`` (boxes added per round).
+        """
+        self._check_fitted()
+        micrographs, particles = self._lists(micrographs, particles, "particles")
+        if negatives is not None:
+            _, negatives = self._lists(micrographs, negatives, "negatives")
+        rng = getattr(self, "_rng", None) or check_random_state(self.random_state)
+        counts = getattr(self, "hard_negative_counts_", [])
+        for _ in range(int(rounds)):
             hard = self._hard_negatives(micrographs, particles, negatives)
-            self.hard_negative_counts_.append(len(hard))
+            counts.append(len(hard))
             log.info("hard-negative mining: %d false picks become negatives", len(hard))
             if len(hard) == 0:
                 break
@@ -415,8 +464,9 @@ class ParticlePicker(_PickingMixin):
                 rng,
                 warm_start=True,
                 callbacks=callbacks,
-                epochs=max(1, int(self.epochs) // 2),
+                epochs=epochs or max(1, int(self.epochs) // 2),
             )
+        self.hard_negative_counts_ = counts
         return self
 
     def _hard_negatives(self, micrographs, particles, negatives) -> np.ndarray:
