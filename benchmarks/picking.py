@@ -23,7 +23,13 @@ the rest random background), ×4 rotations, "modern" recipe; picks are scored de
 match truth within 0.5 × particle diameter. AP is the area under the PR curve of all
 candidate peaks on the test micrographs.
 
-Usage: .venv/bin/python benchmarks/picking.py [--quick] [--no-topaz]
+* Crowded toy fields (:func:`cryoml.picking.toy_micrographs` with ``touching_fraction=0.5``):
+  ring particles, half of them touching a neighbour, noise-free and at SNR 0.5; DeepEM,
+  template matching (and Topaz when its virtualenv exists) with the recall ceiling.
+
+DeepEM is also re-trained with one round of hard-negative mining on its training micrographs.
+
+Usage: .venv/bin/python benchmarks/picking.py [--quick] [--no-topaz] [--no-series]
 """
 
 from __future__ import annotations
