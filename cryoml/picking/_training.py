@@ -15,7 +15,7 @@ raised test AP from 0.55 to 0.67 at the same settings), fitted by one of two rec
 A held-out part of the boxes (``validation_fraction``, taken before augmentation so that no
 rotation of a held-out box is trained on) gives the accuracy at threshold 0.5 that the paper
 checks (≈ 95 % was its acceptable level); a held-out accuracy within 0.1 of chance raises a
-:class:`~cryoml._errors.CryomlWarning`. :meth:`ParticlePicker.refit_recursive` is the paper's
+:class:`~cryoml.CryomlWarning`. :meth:`ParticlePicker.refit_recursive` is the paper's
 recursive training: verified true and false positives from new micrographs join the training
 set and the network is trained again; :meth:`ParticlePicker.mine_hard_negatives` (or
 ``hard_negative_rounds``) automates it on fully labelled micrographs.
