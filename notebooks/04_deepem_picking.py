@@ -91,8 +91,7 @@ picker_widget
 positives = [picker_widget.state.particles("positive")] + [m.particles for m in train[1:]]
 picker = picking.ParticlePicker(BOX, recipe="modern", epochs=EPOCHS, batch_size=16,
                                 learning_rate=3e-3, particle_diameter=DIAMETER,
-                                negative_ratio=2.0, hard_negative_rounds=1, random_state=SEED,
-                                progress=False)
+                                hard_negative_rounds=1, random_state=SEED, progress=False)
 monitor = TrainingMonitor()
 display(monitor)
 picker.fit([m.image for m in train], positives, callbacks=[monitor.callback()])
