@@ -23,7 +23,13 @@ the rest random background), ×4 rotations, "modern" recipe; picks are scored de
 match truth within 0.5 × particle diameter. AP is the area under the PR curve of all
 candidate peaks on the test micrographs.
 
-Usage: .venv/bin/python benchmarks/picking.py [--quick] [--no-topaz]
+* Crowded toy fields (:func:`cryoml.picking.toy_micrographs` with ``touching_fraction=0.5``):
+  ring particles, half of them touching a neighbour, noise-free and at SNR 0.5; DeepEM,
+  template matching (and Topaz when its virtualenv exists) with the recall ceiling.
+
+DeepEM is also re-trained with one round of hard-negative mining on its training micrographs.
+
+Usage: .venv/bin/python benchmarks/picking.py [--quick] [--no-topaz] [--no-series]
 """
 
 from __future__ import annotations
@@ -189,10 +195,141 @@ def evaluate_method(name, candidates, threshold, test, radius):
     return evaluation, flagged_picked(test, above, radius)
 
 
+def crowded_set(*, quick, seed, out, topaz):
+    """Crowded toy fields (half the particles touching a neighbour), noise-free and noisy.
+
+    Ring particles with blob decoys (:func:`cryoml.picking.toy_micrographs`), 48-px boxes,
+    diameter 28.8 px, 40 particles on 384² (or 60 on 512²). DeepEM and template matching are
+    trained on the training fields, the threshold is chosen on calibration fields, and AP,
+    precision, recall and the recall ceiling (max recall over all thresholds) are measured on
+    test fields.
+    """
+    from scipy.spatial import cKDTree
+
+    from cryoml.picking import (
+        ParticlePicker,
+        TemplateMatcher,
+        evaluate_picks,
+        match_radius,
+        plot_precision_recall,
+        toy_micrographs,
+    )
+
+    n_train, n_cal, n_test = (6, 2, 3) if quick else (16, 4, 8)
+    shape, n_particles = ((384, 384), 40) if quick else ((512, 512), 60)
+    results, curves = {}, {}
+    for label, snr in (("noise_free", 1e6), ("snr_0.5", 0.5)):
+        t0 = time.perf_counter()
+        fields = toy_micrographs(
+            n_train + n_cal + n_test,
+            shape=shape,
+            box_size=48,
+            n_particles=n_particles,
+            n_decoys=4,
+            snr=snr,
+            touching_fraction=0.5,
+            random_state=seed + 7,
+        )
+        train, cal, test = fields[:n_train], fields[n_train : n_train + n_cal], fields[-n_test:]
+        diameter = fields[0].diameter
+        radius = match_radius(diameter)
+        touching = []
+        for field in test:
+            centres = field.particles.centres
+            distance, _ = cKDTree(centres).query(centres, k=2)
+            touching.append(np.mean(distance[:, 1] <= 1.01 * diameter))
+        picker = ParticlePicker(
+            48,
+            epochs=10 if quick else 20,
+            particle_diameter=diameter,
+            random_state=seed,
+            progress=False,
+        )
+        picker.fit([f.image for f in train], [f.particles for f in train])
+        picker.calibrate_threshold([f.image for f in cal], [f.particles for f in cal])
+        truth = [f.particles for f in test]
+        deepem = evaluate_picks(
+            [picker.candidates(f.image) for f in test],
+            truth,
+            radius=radius,
+            threshold=picker.threshold_,
+        )
+        matcher = TemplateMatcher(48, particle_diameter=diameter)
+        matcher.fit([f.image for f in train], [f.particles for f in train])
+        matcher.calibrate_threshold([f.image for f in cal], [f.particles for f in cal])
+        template = evaluate_picks(
+            [matcher.candidates(f.image) for f in test],
+            truth,
+            radius=radius,
+            threshold=matcher.threshold_,
+        )
+        entry = {
+            "touching_fraction": float(np.mean(touching)),
+            "n_true": deepem.n_true,
+            "validation_accuracy": picker.validation_accuracy_,
+            "deepem": {
+                "ap": deepem.average_precision,
+                "precision": deepem.precision,
+                "recall": deepem.recall,
+                "threshold_f2": picker.threshold_,
+                "recall_ceiling": float(np.max(deepem.curve_recall, initial=0.0)),
+            },
+            "template_matching": {
+                "ap": template.average_precision,
+                "precision": template.precision,
+                "recall": template.recall,
+                "recall_ceiling": float(np.max(template.curve_recall, initial=0.0)),
+            },
+            "min_distance_px": picker._min_distance(),
+        }
+        if topaz:
+            try:
+                import _topaz
+
+                boxed = [{"image": f.image, "truth": f.particles, "box": 48} for f in train + test]
+                found = _topaz.run_topaz_baseline(
+                    train=boxed[:n_train],
+                    calibrate=[],
+                    test=boxed[n_train:],
+                    positives=[f.particles for f in train],
+                    radius=radius,
+                    diameter=diameter,
+                    quick=quick,
+                    work=out / f"topaz_crowded_{label}",
+                    note=note,
+                )
+                for name, curve in found.pop("_curves", {}).items():
+                    curves[f"{name}, {label}"] = curve
+                entry["topaz"] = found
+            except Exception as error:  # the baseline must not sink the benchmark
+                entry["topaz"] = {"note": f"Topaz failed: {type(error).__name__}: {error}"}
+        results[label] = entry
+        curves[f"DeepEM, {label}"] = deepem
+        curves[f"template matching, {label}"] = template
+        note(
+            f"crowded {label}: touching {entry['touching_fraction']:.2f}, DeepEM AP "
+            f"{deepem.average_precision:.3f} P {deepem.precision:.3f} R {deepem.recall:.3f} "
+            f"ceiling {entry['deepem']['recall_ceiling']:.3f}; template AP "
+            f"{template.average_precision:.3f} ({time.perf_counter() - t0:.0f} s)"
+        )
+    plot_precision_recall(
+        curves,
+        out / "picking_pr_crowded.png",
+        title="Crowded fields (half the particles touching)",
+        overwrite=True,
+    )
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sets, fewer epochs (CPU)")
     parser.add_argument("--no-topaz", action="store_true", help="skip the Topaz baseline")
+    parser.add_argument(
+        "--no-series",
+        action="store_true",
+        help="skip the training-size and SNR series (KLH headline and crowded set only)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -285,6 +422,24 @@ def main() -> int:
     )
     note(f"recursive round in {time.perf_counter() - t0:.0f} s")
 
+    # Hard-negative mining (automated recursive training on the training micrographs: false
+    # picks there, flagged particles included, become negatives).
+    t0 = time.perf_counter()
+    mined = copy.deepcopy(picker)
+    mined.mine_hard_negatives([m["image"] for m in train], [m["truth"] for m in train], rounds=1)
+    mined.calibrate_threshold([m["image"] for m in calibrate], [m["truth"] for m in calibrate])
+    mined_eval, mined_flags = evaluate_method(
+        "DeepEM + hard negatives",
+        [mined.candidates(m["image"]) for m in test],
+        mined.threshold_,
+        test,
+        radius,
+    )
+    note(
+        f"hard-negative round ({mined.hard_negative_counts_[0]} boxes) in "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
+
     # Template matching on the same data.
     t0 = time.perf_counter()
     positives, _ = take_positives(train, n_main)
@@ -338,6 +493,7 @@ def main() -> int:
     curves = {
         "DeepEM": deepem,
         "DeepEM + recursive": recursive_eval,
+        "DeepEM + hard negatives": mined_eval,
         "template matching": template,
         **topaz_curves,
     }
@@ -348,10 +504,12 @@ def main() -> int:
         overwrite=True,
     )
 
+    crowded = crowded_set(quick=quick, seed=args.seed, out=args.out, topaz=not args.no_topaz)
+
     # --- training-size series (KLH) -------------------------------------------------------
     size_eval = {}
     size_ap = {}
-    for size in sizes:
+    for size in [] if args.no_series else sizes:
         if size == n_main:
             size_eval[str(size)] = deepem  # the headline model (n_used positives)
         elif size > available:
@@ -375,18 +533,19 @@ def main() -> int:
             )
             note(f"size {size} in {time.perf_counter() - t0:.0f} s")
         size_ap[str(size)] = size_eval[str(size)].average_precision
-    plot_precision_recall(
-        {f"{k}+{k} boxes": v for k, v in size_eval.items()},
-        args.out / "picking_pr_training_size.png",
-        title="Training size (KLH-like)",
-        overwrite=True,
-    )
+    if size_eval:
+        plot_precision_recall(
+            {f"{k}+{k} boxes": v for k, v in size_eval.items()},
+            args.out / "picking_pr_training_size.png",
+            title="Training size (KLH-like)",
+            overwrite=True,
+        )
 
     # --- SNR series (70S ribosome) --------------------------------------------------------
     snr_eval, snr_ap, snr_details = {}, {}, {}
     n_snr_train, n_snr_cal, n_snr_test = (12, 3, 4) if quick else (30, 5, 8)
     n_snr_pos = 250 if quick else 600
-    for snr in (0.01, 0.005, 0.001):
+    for snr in () if args.no_series else (0.01, 0.005, 0.001):
         t0 = time.perf_counter()
         ribo = simulate(
             "4v4r",
@@ -428,9 +587,10 @@ def main() -> int:
             "validation_accuracy": model.validation_accuracy_,
         }
         note(f"SNR {snr} in {time.perf_counter() - t0:.0f} s")
-    plot_precision_recall(
-        snr_eval, args.out / "picking_pr_snr.png", title="SNR (70S ribosome)", overwrite=True
-    )
+    if snr_eval:
+        plot_precision_recall(
+            snr_eval, args.out / "picking_pr_snr.png", title="SNR (70S ribosome)", overwrite=True
+        )
 
     result = {
         "ap": deepem.average_precision,
@@ -453,6 +613,15 @@ def main() -> int:
             "threshold_f2": recursive.threshold_,
             "flagged_picked_fraction": recursive_flags,
         },
+        "hard_negative_mining": {
+            "ap": mined_eval.average_precision,
+            "precision": mined_eval.precision,
+            "recall": mined_eval.recall,
+            "threshold_f2": mined.threshold_,
+            "boxes_added": mined.hard_negative_counts_,
+            "flagged_picked_fraction": mined_flags,
+        },
+        "crowded": crowded,
         "template_matching": {
             "precision": template.precision,
             "recall": template.recall,

@@ -23,6 +23,26 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs" / "notebooks"
 BUDGET_S = 150  # per notebook, QUICK mode, 2 CPU cores (target: well under 120 s)
 NOTEBOOKS = find_notebooks(ROOT / "notebooks")
+# Quality floors of each QUICK story, read from the `headline: {json}` line the notebook
+# prints last (issue 15: a story whose numbers miss its floor fails the suite).
+FLOORS = {
+    "04_deepem_picking": {"heldout_accuracy": 0.8, "ap": 0.7},
+}
+
+
+def headline(executed: dict) -> dict | None:
+    """The JSON dict of the last ``headline: {...}`` line in a notebook's stream outputs."""
+    found = None
+    for cell in executed["cells"]:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") != "stream" or output.get("name") != "stdout":
+                continue
+            text = output.get("text", "")
+            text = "".join(text) if isinstance(text, list) else text
+            for line in text.splitlines():
+                if line.startswith("headline:"):
+                    found = json.loads(line.partition(":")[2])
+    return found
 
 
 def test_notebooks_are_built_from_their_sources():
@@ -59,3 +79,19 @@ def test_notebook_runs_headless_in_quick_mode(notebook, tmp_path, monkeypatch):
     images = sum("image/png" in output.get("data", {}) for cell in executed["cells"]
                  for output in cell.get("outputs", []))
     assert images >= 1, f"{notebook.name} produced no figure"
+    floors = FLOORS.get(notebook.stem)
+    if floors:
+        numbers = headline(executed)
+        assert numbers is not None, f"{notebook.name} printed no `headline: {{json}}` line"
+        for key, floor in floors.items():
+            assert numbers.get(key) is not None, f"{notebook.name}: headline lacks {key!r}"
+            assert numbers[key] >= floor, f"{notebook.name}: {key} {numbers[key]} < {floor}"
+
+
+def test_headline_is_read_from_the_last_headline_line():
+    cells = [{"outputs": [{"output_type": "stream", "name": "stdout",
+                           "text": ["x\n", 'headline: {"ap": 0.1}\n']}]},
+             {"outputs": [{"output_type": "stream", "name": "stdout",
+                           "text": 'headline: {"ap": 0.75, "heldout_accuracy": 0.9}\n'}]}]
+    assert headline({"cells": cells}) == {"ap": 0.75, "heldout_accuracy": 0.9}
+    assert headline({"cells": []}) is None

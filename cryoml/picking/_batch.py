@@ -19,6 +19,9 @@ def extract_file(
     model: str | os.PathLike,
     threshold: float | None = None,
     method: str | None = None,
+    all_candidates: bool = False,
+    min_distance: float | None = None,
+    override_pixel_size: bool = False,
 ) -> dict:
     """Pick the particles of one micrograph file and write them; a task for ``run_batch``.
 
@@ -35,6 +38,12 @@ def extract_file(
         Score threshold; default: the picker's (calibrated) ``threshold_``.
     method : {"dense", "raster"}, optional
         Scoring method; default: the picker's ``scorer``.
+    all_candidates : bool, default False
+        Write every local maximum with its score, ignoring the threshold (for evaluation).
+    min_distance : float, optional
+        Smallest distance between picks in pixels; default: the picker's.
+    override_pixel_size : bool, default False
+        Pick a micrograph whose pixel size differs from the training micrographs'.
 
     Returns
     -------
@@ -52,6 +61,14 @@ def extract_file(
     input_path = Path(input_path)
     picker = ParticlePicker.load(model)
     picker.progress = False
-    picks = picker.pick(io.read_image(input_path), threshold=threshold, method=method)
+    if min_distance is not None:
+        picker.min_distance = min_distance
+    image = io.read_image(input_path)
+    if all_candidates:
+        picks = picker.candidates(image, method=method, override_pixel_size=override_pixel_size)
+    else:
+        picks = picker.pick(
+            image, threshold=threshold, method=method, override_pixel_size=override_pixel_size
+        )
     io.write_coordinates(output_path, picks, micrograph_name=input_path.name, overwrite=True)
     return {"micrograph": input_path.name, "picks": len(picks)}

@@ -29,16 +29,25 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Default smallest distance between picks, as a fraction of the particle diameter. Touching
+#: particles are one diameter apart, so anything below 1 keeps them; 0.5 also keeps particles
+#: that overlap by up to half a diameter while one particle still gives one pick (two peaks
+#: on one particle lie well within half its diameter of each other).
+DEFAULT_MIN_DISTANCE = 0.5
+
 
 def find_peaks(
     score_map: ScoreMap, *, threshold: float = 0.5, min_distance: float | None = None
 ) -> Particles:
     """Local maxima of a score map above a threshold, at least ``min_distance`` apart.
 
-    A grid point is a candidate if no grid point in the square window of half-width
-    ``min_distance`` (at least its 3 × 3 neighbours) scores higher and its score is at least
-    ``threshold``; candidates are then kept greedily from the highest score down, dropping any
-    closer than ``min_distance`` pixels to one kept already.
+    Non-maximum suppression by true (circular) distance: every grid point that is a maximum of
+    its 3 × 3 neighbourhood and scores at least ``threshold`` is a candidate; candidates are
+    kept greedily from the highest score down, dropping any closer than ``min_distance``
+    pixels (Euclidean) to one kept already. Two particles that touch (centres one diameter
+    apart) both survive any ``min_distance`` below the diameter, whatever their direction;
+    a square window, as used before, dropped diagonal neighbours up to √2 × ``min_distance``
+    apart.
 
     Parameters
     ----------
@@ -68,8 +77,7 @@ def find_peaks(
         else check_positive(min_distance, name="min_distance", allow_zero=True)
     )
     scores = np.nan_to_num(score_map.scores.astype(np.float64), nan=-np.inf)
-    window = 2 * max(1, int(min_distance // score_map.step)) + 1
-    local_max = ndimage.maximum_filter(scores, size=window, mode="constant", cval=-np.inf)
+    local_max = ndimage.maximum_filter(scores, size=3, mode="constant", cval=-np.inf)
     candidates = np.flatnonzero((scores >= local_max) & (scores >= threshold))
     values = scores.ravel()[candidates]
     order = np.argsort(-values, kind="stable")
@@ -225,21 +233,39 @@ class _PickingMixin:
             )
         return list(micrographs), list(coordinates)
 
-    def candidates(self, micrograph, *, method: str | None = None, score_map=None) -> Particles:
-        """All local maxima (any score) that pass the s.d. band: the picks before thresholding."""
+    def candidates(
+        self,
+        micrograph,
+        *,
+        method: str | None = None,
+        score_map=None,
+        override_pixel_size: bool = False,
+    ) -> Particles:
+        """All local maxima (any score) that pass the s.d. band: the picks before thresholding.
+
+        ``override_pixel_size`` scores an Image whose pixel size differs from the training
+        micrographs' (pickers that check it).
+        """
         self._check_fitted()
         data, _ = _image_of(micrograph)
-        score_map = score_map if score_map is not None else self.score(micrograph, method=method)
+        if score_map is None:
+            extra = {"override_pixel_size": True} if override_pixel_size else {}
+            score_map = self.score(micrograph, method=method, **extra)
         peaks = find_peaks(score_map, threshold=-np.inf, min_distance=self._min_distance())
         return filter_by_sd(peaks, normalise_micrograph(data), self.sd_band_)
 
     def _min_distance(self) -> float:
         if self.min_distance is not None:
             return check_positive(self.min_distance, name="min_distance", allow_zero=True)
-        return 0.75 * self.diameter
+        return DEFAULT_MIN_DISTANCE * self.diameter
 
     def pick(
-        self, micrograph, *, threshold: float | None = None, method: str | None = None
+        self,
+        micrograph,
+        *,
+        threshold: float | None = None,
+        method: str | None = None,
+        override_pixel_size: bool = False,
     ) -> Particles:
         """Pick particles: local maxima above the threshold, inside the s.d. band.
 
@@ -249,13 +275,17 @@ class _PickingMixin:
         threshold : float, optional
             Default ``threshold_`` (the F2-chosen one after :meth:`calibrate_threshold`).
         method : {"dense", "raster"}, optional
+        override_pixel_size : bool, default False
+            Pick an Image whose pixel size differs from the training micrographs'.
 
         Returns
         -------
         Particles
             Centres (Y, X) with ``scores`` and ``box_size``, highest score first.
         """
-        candidates = self.candidates(micrograph, method=method)
+        candidates = self.candidates(
+            micrograph, method=method, override_pixel_size=override_pixel_size
+        )
         threshold = self.threshold_ if threshold is None else float(threshold)
         return candidates.subset(candidates.scores >= threshold)
 

@@ -53,6 +53,21 @@ def _place(rng, shape, n, margin, min_distance, existing=()):
     return np.asarray(out, dtype=float).reshape(-1, 2)
 
 
+def _add_touching(rng, shape, centres, n_pairs, margin, diameter):
+    """Give ``n_pairs`` of the placed particles a partner exactly one diameter away."""
+    points = [np.asarray(c) for c in centres]
+    for index in rng.permutation(len(centres))[:n_pairs]:
+        for _ in range(50):
+            angle = rng.uniform(0, 2 * np.pi)
+            partner = centres[index] + diameter * np.array([np.sin(angle), np.cos(angle)])
+            if np.any(partner < margin) or np.any(partner > np.asarray(shape) - margin):
+                continue
+            if all(np.hypot(*(partner - q)) >= 0.999 * diameter for q in points):
+                points.append(partner)
+                break
+    return np.asarray(points, dtype=float).reshape(-1, 2)
+
+
 def toy_micrographs(
     n: int,
     *,
@@ -61,6 +76,7 @@ def toy_micrographs(
     n_particles: int = 10,
     n_decoys: int = 4,
     snr: float = 0.5,
+    touching_fraction: float = 0.0,
     random_state: int | np.random.Generator | None = None,
 ) -> list[ToyMicrograph]:
     """Make ``n`` small micrographs of ring particles, blob decoys and Gaussian noise.
@@ -77,6 +93,9 @@ def toy_micrographs(
         Particles and decoys per micrograph (fewer if they do not fit).
     snr : float, default 0.5
         Signal-to-noise ratio (variance ratio over the particle discs).
+    touching_fraction : float, default 0
+        Share of the particles placed touching another one (centres one diameter apart, at a
+        random angle) for crowded fields; the others keep 1.1 diameters from every particle.
     random_state : None, int or Generator
 
     Returns
@@ -92,6 +111,8 @@ def toy_micrographs(
         raise CryomlError(f"'n' must be a positive integer; got {n!r}.")
     if snr <= 0:
         raise CryomlError(f"'snr' must be > 0; got {snr!r}.")
+    if not 0 <= touching_fraction <= 1:
+        raise CryomlError(f"'touching_fraction' must be in [0, 1]; got {touching_fraction!r}.")
     if min(shape) < 2 * box_size:
         raise CryomlError(f"shape {shape} is too small for {box_size}-px boxes.")
     rng = check_random_state(random_state)
@@ -101,7 +122,10 @@ def toy_micrographs(
     out = []
     for _ in range(int(n)):
         margin = box_size / 2 + 1
-        centres = _place(rng, shape, n_particles, margin, 1.1 * diameter)
+        n_touching = round(touching_fraction * n_particles) // 2 * 2
+        centres = _place(rng, shape, n_particles - n_touching // 2, margin, 1.1 * diameter)
+        if n_touching:
+            centres = _add_touching(rng, shape, centres, n_touching // 2, margin, diameter)
         decoys = _place(rng, shape, n_decoys, margin, 1.1 * diameter, existing=centres)
         clean = np.zeros(shape, dtype=np.float32)
         for cy, cx in centres:

@@ -141,7 +141,7 @@ class TemplateMatcher(_PickingMixin):
     particle_diameter : float, optional
         Default 2/3 of the box (as :class:`ParticlePicker`).
     min_distance : float, optional
-        Default 0.75 × particle diameter.
+        Default 0.5 × particle diameter (touching particles both kept).
     beta : float, default 2
     sd_quantiles : (float, float) or None, default (0.01, 0.99)
 

@@ -1,7 +1,9 @@
 """The DeepEM particle picker as an estimator: train, recognise, choose the threshold, pick.
 
 Training (Zhu et al. 2017): positive boxes (label 1) around particle centres and negative boxes
-(label 0) elsewhere, each rotated by 0/90/180/270° (×4), fitted by one of two recipes:
+(label 0) elsewhere, each rotated by 0/90/180/270° (×4, the paper; ``augment="rotations"``) and
+by default also mirrored (×8, ``augment="dihedral"``: on the notebook's QUICK set, 4 → 8 copies
+raised test AP from 0.55 to 0.67 at the same settings), fitted by one of two recipes:
 
 ``"paper"``
     The paper's objective and optimiser: squared error E = 1/(2N) Σ (t − y)² minimised by plain
@@ -12,9 +14,11 @@ Training (Zhu et al. 2017): positive boxes (label 1) around particle centres and
 
 A held-out part of the boxes (``validation_fraction``, taken before augmentation so that no
 rotation of a held-out box is trained on) gives the accuracy at threshold 0.5 that the paper
-checks (≈ 95 % was its acceptable level). :meth:`ParticlePicker.refit_recursive` is the
-paper's recursive training: verified true and false positives from new micrographs join the
-training set and the network is trained again.
+checks (≈ 95 % was its acceptable level); a held-out accuracy within 0.1 of chance raises a
+:class:`~cryoml.CryomlWarning`. :meth:`ParticlePicker.refit_recursive` is the paper's
+recursive training: verified true and false positives from new micrographs join the training
+set and the network is trained again; :meth:`ParticlePicker.mine_hard_negatives` (or
+``hard_negative_rounds``) automates it on fully labelled micrographs.
 
 Recognition scores each micrograph (dense scorer by default, or the paper's raster scan), keeps
 local maxima above the threshold, and drops boxes outside the pixel-s.d. band estimated from the
@@ -153,6 +157,18 @@ def _rotations(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([np.rot90(boxes, k, axes=(1, 2)) for k in range(4)])
 
 
+#: Training-box copies per augmentation choice.
+AUGMENTATIONS = {"rotations": 4, "dihedral": 8}
+
+
+def _augmented(boxes: np.ndarray, augment: str) -> np.ndarray:
+    """The four rotations of each box, and with ``"dihedral"`` also of its mirror image."""
+    turned = _rotations(boxes)
+    if augment == "dihedral":
+        return np.concatenate([turned, _rotations(boxes[:, :, ::-1])])
+    return turned
+
+
 # --- estimator ------------------------------------------------------------------------------
 
 
@@ -182,9 +198,10 @@ class ParticlePicker(_PickingMixin):
         Random negatives per positive when no negatives are given (the paper used 800 + 800).
     particle_diameter : float, optional
         In pixels; default 2/3 of the box. Sets the negative exclusion distance (one diameter),
-        the picks' minimum distance (0.75 diameter) and the matching radius (0.5 diameter).
+        the picks' minimum distance (0.5 diameter) and the matching radius (0.5 diameter).
     min_distance : float, optional
-        Smallest distance between picks; default 0.75 × particle diameter.
+        Smallest distance between picks (circular non-maximum suppression); default 0.5 ×
+        particle diameter, which keeps touching particles.
     beta : float, default 2
         F-beta used to choose the threshold (the paper's F2).
     sd_quantiles : (float, float) or None, default (0.01, 0.99)
@@ -194,6 +211,16 @@ class ParticlePicker(_PickingMixin):
         How micrographs are scored.
     raster_step : int, default 20
         Box step of the raster scan (the paper's 20).
+    augment : {"dihedral", "rotations"}, default "dihedral"
+        Copies of each training box: ``"rotations"`` is the paper's ×4 (0/90/180/270°);
+        ``"dihedral"`` adds their mirror images (×8), which particles seen from either side
+        of the ice also show, and doubles the updates per epoch on small sets.
+    hard_negative_rounds : int, default 0
+        Rounds of hard-negative mining after the first training (the paper's recursive
+        training, automated): the training micrographs are picked at score 0.5, picks farther
+        than one diameter from every given particle become negatives, and training continues
+        (``epochs`` // 2 more). Only for micrographs whose particles are *all* labelled;
+        unlabelled particles would be taught as background. Used by :meth:`fit` only.
     random_state : None, int or Generator
     progress : bool, default True
         Progress bars.
@@ -238,6 +265,8 @@ class ParticlePicker(_PickingMixin):
         sd_quantiles: tuple[float, float] | None = (0.01, 0.99),
         scorer: str = "dense",
         raster_step: int = 20,
+        augment: str = "dihedral",
+        hard_negative_rounds: int = 0,
         random_state: int | np.random.Generator | None = None,
         progress: bool = True,
     ):
@@ -258,6 +287,8 @@ class ParticlePicker(_PickingMixin):
         self.sd_quantiles = sd_quantiles
         self.scorer = scorer
         self.raster_step = raster_step
+        self.augment = augment
+        self.hard_negative_rounds = hard_negative_rounds
         self.random_state = random_state
         self.progress = progress
 
@@ -286,6 +317,17 @@ class ParticlePicker(_PickingMixin):
         )
         if self.recipe not in RECIPES:
             raise CryomlError(f"unknown recipe {self.recipe!r}; choose 'modern' or 'paper'.")
+        if self.augment not in AUGMENTATIONS:
+            raise CryomlError(
+                f"unknown augment {self.augment!r}; choose one of {sorted(AUGMENTATIONS)}."
+            )
+        if int(self.hard_negative_rounds) != self.hard_negative_rounds or (
+            self.hard_negative_rounds < 0
+        ):
+            raise CryomlError(
+                "'hard_negative_rounds' must be a whole number >= 0; got "
+                f"{self.hard_negative_rounds!r}."
+            )
         if self.scorer not in ("dense", "raster"):
             raise CryomlError(f"'scorer' must be 'dense' or 'raster'; got {self.scorer!r}.")
         for name in ("epochs", "batch_size", "raster_step"):
@@ -362,7 +404,102 @@ class ParticlePicker(_PickingMixin):
             _, negatives = self._lists(micrographs, negatives, "negatives")
         boxes, labels, pixel_size = self._collect(micrographs, particles, negatives, rng)
         self.pixel_size_ = pixel_size
-        return self._fit_boxes(boxes, labels, rng, callbacks=callbacks)
+        self._validation_mask = None
+        self._fit_boxes(boxes, labels, rng, callbacks=callbacks)
+        self.hard_negative_counts_ = []
+        if self.hard_negative_rounds:
+            self.mine_hard_negatives(
+                micrographs, particles, negatives, rounds=int(self.hard_negative_rounds),
+                callbacks=callbacks,
+            )
+        return self
+
+    def mine_hard_negatives(
+        self,
+        micrographs,
+        particles,
+        negatives=None,
+        *,
+        rounds: int = 1,
+        epochs: int | None = None,
+        callbacks: list | None = None,
+    ) -> ParticlePicker:
+        """Hard-negative mining: the paper's recursive training, automated on labelled data.
+
+        The micrographs are picked at score 0.5; picks farther than one particle diameter from
+        every given particle (and negative) are false picks, and the highest-scoring of them
+        (up to ``negative_ratio`` × the positives) join the negatives; training then continues
+        from the current weights. Every particle of these micrographs must be labelled, or
+        unlabelled particles are taught as background.
+
+        Parameters
+        ----------
+        micrographs : list of (Y, X) ndarray or Image
+            Usually the training micrographs.
+        particles : list of Particles or (N, 2) ndarray
+            All particle centres per micrograph.
+        negatives : list of Particles or (N, 2) ndarray, optional
+            Known non-particle centres (not mined again).
+        rounds : int, default 1
+        epochs : int, optional
+            Epochs per round; default ``epochs`` // 2.
+        callbacks : list of keras.callbacks.Callback, optional
+
+        Returns
+        -------
+        self
+            With ``hard_negative_counts_`` (boxes added per round).
+        """
+        self._check_fitted()
+        micrographs, particles = self._lists(micrographs, particles, "particles")
+        if negatives is not None:
+            _, negatives = self._lists(micrographs, negatives, "negatives")
+        rng = getattr(self, "_rng", None) or check_random_state(self.random_state)
+        counts = getattr(self, "hard_negative_counts_", [])
+        for _ in range(int(rounds)):
+            hard = self._hard_negatives(micrographs, particles, negatives)
+            counts.append(len(hard))
+            log.info("hard-negative mining: %d false picks become negatives", len(hard))
+            if len(hard) == 0:
+                break
+            self._fit_boxes(
+                np.concatenate([self.training_boxes_, hard]),
+                np.concatenate([self.training_labels_, np.zeros(len(hard), np.float32)]),
+                rng,
+                warm_start=True,
+                callbacks=callbacks,
+                epochs=epochs or max(1, int(self.epochs) // 2),
+            )
+        self.hard_negative_counts_ = counts
+        return self
+
+    def _hard_negatives(self, micrographs, particles, negatives) -> np.ndarray:
+        """Boxes of the picks above 0.5 on the training micrographs that match no particle."""
+        from scipy.spatial import cKDTree
+
+        box = self.architecture_.box_size
+        n_positive = int(self.training_labels_.sum())
+        found, scores = [], []
+        for index, micrograph in enumerate(micrographs):
+            data = normalise_micrograph(_as_image(micrograph)[0])
+            picks = self.pick(micrograph, threshold=0.5)
+            known = [_as_centres(particles[index], "particles")]
+            if negatives is not None:
+                known.append(_as_centres(negatives[index], "negatives"))
+            known = np.concatenate(known)
+            centres = picks.centres
+            if len(known) and len(centres):
+                distance, _ = cKDTree(known).query(centres)
+                centres = centres[distance > self.diameter]
+                kept_scores = picks.scores[distance > self.diameter]
+            else:
+                kept_scores = picks.scores
+            boxes, kept = extract_boxes(data, np.round(centres), box)
+            found.append(boxes)
+            scores.append(np.asarray(kept_scores)[kept])
+        boxes, scores = np.concatenate(found), np.concatenate(scores)
+        limit = max(1, round(self.negative_ratio * n_positive))
+        return boxes[np.argsort(-scores, kind="stable")[:limit]]
 
     def fit_boxes(
         self, boxes: np.ndarray, labels: np.ndarray, *, callbacks: list | None = None
@@ -385,6 +522,7 @@ class ParticlePicker(_PickingMixin):
         rng = check_random_state(self.random_state)
         self._rng = rng
         self.pixel_size_ = None
+        self._validation_mask = None
         return self._fit_boxes(boxes, labels, rng, callbacks=callbacks)
 
     def _check_boxes(self, boxes, labels):
@@ -444,7 +582,7 @@ class ParticlePicker(_PickingMixin):
         return boxes, labels, (pixel_sizes.pop() if pixel_sizes else None)
 
     def _fit_boxes(
-        self, boxes, labels, rng, *, warm_start: bool = False, callbacks=None
+        self, boxes, labels, rng, *, warm_start: bool = False, callbacks=None, epochs=None
     ) -> ParticlePicker:
         positives = boxes[labels == 1]
         if self.sd_quantiles is not None:
@@ -455,13 +593,26 @@ class ParticlePicker(_PickingMixin):
             self.sd_band_ = None
         self.training_boxes_ = boxes
         self.training_labels_ = labels
-        self._train(boxes, labels, rng, warm_start=warm_start, callbacks=callbacks)
+        self._train(
+            boxes, labels, rng, warm_start=warm_start, callbacks=callbacks, epochs=epochs
+        )
         if not hasattr(self, "threshold_"):
             self.threshold_ = 0.5
             self.calibration_ = None
         return self
 
     def _split(self, labels, rng):
+        """Held-out mask; boxes held out in an earlier round of this fit stay held out."""
+        previous = getattr(self, "_validation_mask", None)
+        if previous is not None and len(previous) <= len(labels):
+            new = self._split_fresh(labels[len(previous) :], rng)
+            validation = np.concatenate([previous, new])
+        else:
+            validation = self._split_fresh(labels, rng)
+        self._validation_mask = validation
+        return validation
+
+    def _split_fresh(self, labels, rng):
         n = len(labels)
         validation = np.zeros(n, dtype=bool)
         if self.validation_fraction > 0:
@@ -494,7 +645,7 @@ class ParticlePicker(_PickingMixin):
                 metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.5)],
             )
 
-    def _train(self, boxes, labels, rng, *, warm_start: bool, callbacks=None):
+    def _train(self, boxes, labels, rng, *, warm_start: bool, callbacks=None, epochs=None):
         import keras
 
         from cryoml.picking.models import build_deepem_cnn
@@ -507,8 +658,9 @@ class ParticlePicker(_PickingMixin):
             )
         self._compile(self.model_)
         validation = self._split(labels, rng)
-        train_x = _rotations(boxes[~validation])[..., None]
-        train_y = np.tile(labels[~validation], 4)
+        augment = getattr(self, "augment", "rotations")
+        train_x = _augmented(boxes[~validation], augment)[..., None]
+        train_y = np.tile(labels[~validation], AUGMENTATIONS[augment])
         order = rng.permutation(len(train_y))
         train_x, train_y = train_x[order], train_y[order]
         validation_data = None
@@ -517,13 +669,14 @@ class ParticlePicker(_PickingMixin):
                 _rotations(boxes[validation])[..., None],
                 np.tile(labels[validation], 4),
             )
-        callbacks = [_ProgressCallback(self.epochs, self.progress), *(callbacks or [])]
+        epochs = int(self.epochs if epochs is None else epochs)
+        callbacks = [_ProgressCallback(epochs, self.progress), *(callbacks or [])]
         try:
             history = self.model_.fit(
                 train_x,
                 train_y,
                 batch_size=int(self.batch_size),
-                epochs=int(self.epochs),
+                epochs=epochs,
                 validation_data=validation_data,
                 shuffle=True,
                 verbose=0,
@@ -542,6 +695,29 @@ class ParticlePicker(_PickingMixin):
         else:
             self.validation_accuracy_ = float("nan")
         log.info("held-out accuracy at 0.5: %.3f", self.validation_accuracy_)
+        if validation_data is not None:
+            self._warn_if_at_chance(validation_data[1])
+
+    def _warn_if_at_chance(self, held_out_labels: np.ndarray) -> None:
+        """Warn when the held-out accuracy is within 0.1 of always answering the commoner
+        label: the network did not learn to tell particles from background."""
+        import warnings
+
+        from cryoml._errors import CryomlWarning
+
+        share = float(np.mean(held_out_labels))
+        chance = max(share, 1 - share)
+        if self.validation_accuracy_ < chance + 0.1:
+            n = len(held_out_labels) // 4
+            warnings.warn(
+                f"ParticlePicker: held-out accuracy {self.validation_accuracy_:.3f} is near "
+                f"chance ({chance:.3f}) on {n} held-out boxes: the network did not learn to "
+                "tell particles from background, and its picks mean little. Give more "
+                "boxed particles (a few hundred), train more epochs, or check that the "
+                "coordinates sit on the particles (box size, Y/X order, binning).",
+                CryomlWarning,
+                stacklevel=5,
+            )
 
     def refit_recursive(
         self,

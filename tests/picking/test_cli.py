@@ -8,6 +8,10 @@ import pytest
 from cryoml import io
 from cryoml.cli.pick import add_args, main
 
+# Pipelines trained for seconds on two toy micrographs may end at chance; that warning is
+# tested in test_training.py.
+AT_CHANCE = pytest.mark.filterwarnings("ignore:ParticlePicker. held-out accuracy")
+
 
 def run(argv):
     parser = argparse.ArgumentParser()
@@ -26,6 +30,7 @@ def toy_files(tmp_path, toy_set):
     return tmp_path, mics, coords
 
 
+@AT_CHANCE
 def test_pick_train_extract_evaluate_from_the_command_line(toy_files, capsys):
     folder, mics, coords = toy_files
     model = folder / "picker.keras"
@@ -176,3 +181,61 @@ def test_extract_many_micrographs_on_dask_equals_one_at_a_time_and_rerun_skips(
     with pytest.raises(CryomlError, match="--overwrite"):
         run(argv)
     assert (folder / "mine" / "mic2.star").read_text() == "hand-picked"
+
+
+def test_help_shows_defaults_and_explains_box_presets_and_recipes(capsys):
+    parser = argparse.ArgumentParser()
+    add_args(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 20)" in text and "(default: modern)" in text
+    assert "1.5 × the particle diameter" in text  # how to choose --box
+    assert "klh 272 px" in text and "squared error" in text
+    assert "--min-distance" in text and "touching particles" in text
+
+
+def test_cheap_checks_come_before_any_work(tmp_path):
+    from cryoml._errors import CryomlError
+
+    # The model does not exist: the suffix is refused first, before loading or scoring.
+    with pytest.raises(CryomlError, match=r"\.npz"):
+        run(["score", str(tmp_path / "none.keras"), str(tmp_path / "m.mrc"), "--out",
+             str(tmp_path / "x.npy")])
+    with pytest.raises(CryomlError, match="--min-distance"):
+        run(["train", "a.mrc", "--coords", "a.box", "--box", "48", "--min-distance", "-1",
+             "--out", str(tmp_path / "p.keras")])
+    with pytest.raises(CryomlError, match="--calibrate-coords"):
+        run(["train", "a.mrc", "--coords", "a.box", "--box", "48", "--calibrate-micrographs",
+             "c.mrc", "--out", str(tmp_path / "p.keras")])
+
+
+def test_all_candidates_and_evaluate_radius_from_the_model(toy_files, trained_picker, capsys,
+                                                            caplog):
+    folder, mics, coords = toy_files
+    model = trained_picker.save(folder / "picker.keras")
+    argv = ["extract", str(model), mics[3], "--out-dir", str(folder / "all"), "--workers", "1",
+            "--format", "star"]
+    assert run([*argv, "--all-candidates"]) == 0
+    every = io.read_coordinates(folder / "all" / "mic3.star")
+    capsys.readouterr()
+    assert len(every) == len(trained_picker.candidates(io.read_image(mics[3])))
+    assert every.scores.min() < trained_picker.threshold_  # below-threshold ones too
+    with caplog.at_level("INFO", logger="cryoml.cli.pick"):
+        assert run(["evaluate", str(folder / "all" / "mic3.star"), "--truth", coords[3],
+                    "--model", str(model)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["radius"] == pytest.approx(0.5 * trained_picker.diameter)
+    assert "half the model's particle diameter" in caplog.text
+
+
+@AT_CHANCE
+def test_train_without_calibration_says_the_threshold_stays_at_half(toy_files, capsys, caplog):
+    folder, mics, coords = toy_files
+    with caplog.at_level("WARNING", logger="cryoml.cli.pick"):
+        assert run(["train", mics[0], "--coords", coords[0], "--box", "48", "--epochs", "1",
+                    "--min-distance", "12", "--out", str(folder / "p.keras")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["threshold"] == 0.5 and summary["threshold_calibrated"] is False
+    assert summary["min_distance_px"] == 12
+    assert "no --calibrate-micrographs" in caplog.text

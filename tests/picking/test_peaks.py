@@ -67,3 +67,31 @@ def test_sd_band_comes_from_positive_boxes_and_drops_outliers():
 def test_sd_band_needs_positives():
     with pytest.raises(CryomlError, match="zero positive"):
         estimate_sd_band([])
+
+
+def test_suppression_is_circular_so_diagonal_touching_peaks_both_survive():
+    scores = np.zeros((12, 12), np.float32)
+    scores[2, 2] = 0.9
+    scores[5, 5] = 0.8  # 3 steps down and right: 12·√2 ≈ 17 px away, inside a 14-px square
+    score_map = ScoreMap(scores, step=4, box_size=16)
+    assert len(find_peaks(score_map, threshold=0.5, min_distance=14)) == 2
+    assert len(find_peaks(score_map, threshold=0.5, min_distance=18)) == 1
+
+
+def test_crowded_noise_free_field_recall_at_the_default_min_distance():
+    from scipy.spatial import cKDTree
+
+    from cryoml.picking import TemplateMatcher, evaluate_picks, match_radius, toy_micrographs
+
+    fields = toy_micrographs(2, shape=(256, 256), box_size=32, n_particles=40, n_decoys=0,
+                             snr=1e6, touching_fraction=0.6, random_state=0)
+    diameter = fields[0].diameter
+    centres = fields[0].particles.centres
+    distance, _ = cKDTree(centres).query(centres, k=2)
+    assert np.mean(distance[:, 1] <= 1.01 * diameter) >= 0.3  # really crowded
+    matcher = TemplateMatcher(32, particle_diameter=diameter, sd_quantiles=None)
+    assert matcher._min_distance() == pytest.approx(0.5 * diameter)
+    matcher.fit([f.image for f in fields], [f.particles for f in fields])
+    evaluation = evaluate_picks([matcher.candidates(f.image) for f in fields],
+                                [f.particles for f in fields], radius=match_radius(diameter))
+    assert evaluation.curve_recall.max() >= 0.95

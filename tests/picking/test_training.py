@@ -41,8 +41,11 @@ def test_trained_picker_passes_the_held_out_check_and_finds_test_particles(train
     assert evaluation.average_precision > 0.8
 
 
-def test_training_uses_four_rotations_of_each_box(toy_set, monkeypatch):
-    picker = ParticlePicker(48, epochs=1, validation_fraction=0, random_state=0, progress=False)
+@pytest.mark.parametrize(("augment", "copies"), [("rotations", 4), ("dihedral", 8)])
+def test_training_uses_the_rotations_and_mirrors_of_each_box(toy_set, monkeypatch, augment,
+                                                              copies):
+    picker = ParticlePicker(48, epochs=1, validation_fraction=0, augment=augment,
+                            random_state=0, progress=False)
     seen = {}
     import keras
 
@@ -55,13 +58,41 @@ def test_training_uses_four_rotations_of_each_box(toy_set, monkeypatch):
     monkeypatch.setattr(keras.Model, "fit", spy)
     picker.fit([toy_set[0].image], [toy_set[0].particles])
     n_boxes = len(picker.training_boxes_)
-    assert len(seen["x"]) == 4 * n_boxes
-    # every training box appears with its three rotations
+    assert len(seen["x"]) == copies * n_boxes
+    # every training box appears with its three rotations (and mirrored with "dihedral")
     first = picker.training_boxes_[0]
-    matches = [
-        any(np.array_equal(np.rot90(first, k), x[..., 0]) for x in seen["x"]) for k in range(4)
-    ]
-    assert all(matches)
+    variants = [np.rot90(first, k) for k in range(4)]
+    mirrored = [np.rot90(first[:, ::-1], k) for k in range(4)]
+    found = [any(np.array_equal(v, x[..., 0]) for x in seen["x"]) for v in variants + mirrored]
+    assert all(found[:4]) and all(found[4:]) == (augment == "dihedral")
+
+
+def test_chance_level_training_warns(toy_set):
+    from cryoml._errors import CryomlWarning
+
+    rng = np.random.default_rng(0)
+    boxes = rng.normal(size=(80, 48, 48)).astype(np.float32)  # noise: nothing to learn
+    labels = np.tile([0, 1], 40)
+    picker = ParticlePicker(48, epochs=1, validation_fraction=0.25, random_state=0,
+                            progress=False)
+    with pytest.warns(CryomlWarning, match="near chance"):
+        picker.fit_boxes(boxes, labels)
+
+
+def test_hard_negative_round_adds_false_picks_as_negatives(trained_picker, toy_set):
+    import copy
+
+    picker = copy.deepcopy(trained_picker)
+    train = toy_set[:5]
+    before = len(picker.training_boxes_)
+    picker.mine_hard_negatives([m.image for m in train], [m.particles for m in train],
+                               epochs=1)
+    (added,) = picker.hard_negative_counts_
+    assert added > 0  # the decoys (dense blobs) and noise give false picks above 0.5
+    assert len(picker.training_boxes_) == before + added
+    assert not picker.training_labels_[before:].any()
+    with pytest.raises(CryomlError, match="hard_negative_rounds"):
+        ParticlePicker(48, hard_negative_rounds=-1).fit_boxes(np.zeros((2, 48, 48)), [0, 1])
 
 
 def test_calibrated_threshold_is_where_f2_peaks_and_picks_respect_it(trained_picker, toy_set):
@@ -92,6 +123,7 @@ def test_recursive_training_adds_verified_picks(trained_picker, toy_set):
     assert picker.training_labels_[before:].sum() == len(true_picks)
 
 
+@pytest.mark.filterwarnings("ignore:ParticlePicker. held-out accuracy")
 def test_paper_recipe_trains_with_squared_error_and_plain_sgd(toy_set):
     import keras
 
