@@ -84,27 +84,6 @@ def user_boxes(cell, feature: str, *, tile: int, rng: np.random.Generator):
     return positives, np.concatenate([free, candidates[pick]])
 
 
-def false_positive_boxes(output, truth, *, tile, threshold=1.0, count=10):
-    """Centres of the ``count`` largest false-positive blobs of ``output``, as a user boxes them.
-
-    A user boxes a mistake where the tile around it holds none of the feature (a tile labelled
-    negative that shows a real membrane would teach the network to miss membranes), so only
-    blobs whose tile is free of the feature's full truth count.
-    """
-    half = tile // 2
-    own = ndi.uniform_filter(truth.astype(np.float32), size=(1, tile, tile), mode="constant")
-    clear = own < 0.002
-    clear[:, :half] = clear[:, -half:] = clear[:, :, :half] = clear[:, :, -half:] = False
-    wrong = (output >= threshold) & clear
-    labels, n = ndi.label(wrong)
-    if n == 0:
-        return np.zeros((0, 3), int)
-    sizes = ndi.sum_labels(wrong, labels, index=np.arange(1, n + 1))
-    boxes = [ndi.maximum_position(output, labels, index + 1)
-             for index in np.argsort(sizes)[::-1][:count]]
-    return np.asarray(boxes, int).reshape(-1, 3)
-
-
 def best_threshold(outputs, truths) -> float:
     from cryoml.metrics import dice
     from cryoml.tomoseg import merge_segmentations
@@ -228,7 +207,13 @@ def score_round(outputs_a, outputs_b, cell_a, cell_b, voxel):
 
 def run_seed(cells, settings, architecture, seed, out_dir: Path, rounds: int,
              save=None) -> list[dict]:
-    from cryoml.tomoseg import apply_network, plot_history, preview_grid, save_figure
+    from cryoml.tomoseg import (
+        apply_network,
+        largest_blobs,
+        plot_history,
+        preview_grid,
+        save_figure,
+    )
 
     cell_a, cell_b = cells
     voxel = cell_a.voxel
@@ -250,7 +235,8 @@ def run_seed(cells, settings, architecture, seed, out_dir: Path, rounds: int,
     for round_ in range(rounds + 1):
         if round_ > 0:
             for feature in FEATURES:
-                boxes = false_positive_boxes(outputs_a[feature], cell_a.labels[feature], tile=64)
+                boxes = largest_blobs(outputs_a[feature], tile_size=64,
+                                      exclude=cell_a.labels[feature])
                 if len(boxes):
                     segmenters[feature].add_corrections(vol_a, boxes,
                                                         epochs=settings["correction_epochs"])

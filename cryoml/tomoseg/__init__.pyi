@@ -1,6 +1,7 @@
 from ._apply import apply_network as apply_network
 from ._apply import upsample2 as upsample2
 from ._consensus import consensus_maps as consensus_maps
+from ._corrections import largest_blobs as largest_blobs
 from ._extract import average_subtomograms as average_subtomograms
 from ._extract import cut_subtomograms as cut_subtomograms
 from ._extract import extract_particles as extract_particles
