@@ -30,6 +30,8 @@
 import json
 from pathlib import Path
 
+import numpy as np
+
 from IPython.display import display
 
 from cryoml import io, metrics, preprocess, tomoseg
@@ -46,9 +48,9 @@ SEED = 0
 
 # %%
 SHAPE = (32, 160, 160) if QUICK else (64, 320, 320)
-N_POSITIVE, N_NEGATIVE = (6, 30) if QUICK else (10, 100)
+N_POSITIVE, N_NEGATIVE = (10, 30) if QUICK else (10, 100)
 ARCHITECTURE = "unet"  # or "paper" (the published network)
-EPOCHS, N_FILTERS = (25, 12) if QUICK else (60, 32)
+EPOCHS, N_FILTERS, RATE = (20, 8, 2e-3) if QUICK else (60, 32, 1e-3)
 TILE = 64
 OUT.mkdir(parents=True, exist_ok=True)
 
@@ -142,8 +144,8 @@ print(len(trainset), "tiles,", int(trainset.is_positive.sum()), "positive")
 # %%
 monitor = TrainingMonitor()
 segmenter = tomoseg.TomoSegmenter(feature="membrane", architecture=ARCHITECTURE,
-                                  epochs=EPOCHS, n_filters=N_FILTERS, random_state=SEED,
-                                  progress=False)
+                                  epochs=EPOCHS, n_filters=N_FILTERS, learning_rate=RATE,
+                                  random_state=SEED, progress=False)
 job = monitor.run_in_background(segmenter.fit, trainset)
 monitor
 
@@ -192,7 +194,7 @@ if sum(fix_picker.state.counts().values()) == 0:
 corrections = fix_picker.state.boxes("negative")
 print(len(corrections), "false-positive boxes")
 if len(corrections):
-    segmenter.add_corrections(clean, corrections, epochs=max(EPOCHS // 3, 5))
+    segmenter.add_corrections(clean, corrections, epochs=5)
     membrane = tomoseg.apply_network(clean, segmenter, voxel_size=record.voxel_size,
                                      progress=False)
     dice_visible = metrics.dice(membrane >= CUT, visible)
@@ -212,8 +214,8 @@ ribo_set = tomoseg.build_training_set(clean, pos, cell.labels["ribosome"], neg,
                                       feature="ribosome", voxel_size=record.voxel_size,
                                       preprocess=record, random_state=SEED)
 ribo_net = tomoseg.TomoSegmenter(feature="ribosome", architecture=ARCHITECTURE,
-                                 epochs=EPOCHS, n_filters=N_FILTERS, random_state=SEED,
-                                 progress=False).fit(ribo_set)
+                                 epochs=EPOCHS, n_filters=N_FILTERS, learning_rate=RATE,
+                                 random_state=SEED, progress=False).fit(ribo_set)
 ribosome = tomoseg.apply_network(clean, ribo_net, voxel_size=record.voxel_size, progress=False)
 labels, names = tomoseg.merge_segmentations([membrane, ribosome], names=["membrane", "ribosome"],
                                             threshold=CUT)
@@ -232,7 +234,7 @@ picks = tomoseg.extract_particles(ribosome, box_size=24, threshold=CUT, min_mass
                                   min_distance=12, edge=6)
 io.write_coordinates(OUT / "ribosomes.star", picks, overwrite=True)
 truth_centres = cell.particles.centres[cell.particles.classes == 0]
-inside = ((truth_centres >= 6) & (truth_centres <= cell.clean.shape - 7)).all(axis=1)
+inside = ((truth_centres >= 6) & (truth_centres <= np.subtract(cell.clean.shape, 7))).all(axis=1)
 scores = metrics.detection_scores(picks.centres, truth_centres[inside], 12.5)
 print(len(picks), "picks of", int(inside.sum()), "ribosomes;", scores)
 if len(picks):

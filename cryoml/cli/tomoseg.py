@@ -55,15 +55,34 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("train", help="train a network on a training set")
     p.add_argument("trainset", type=Path, help="training set .npz (from buildset)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .keras")
-    p.add_argument("--recipe", choices=("paper", "eman2"), default="eman2")
+    p.add_argument(
+        "--architecture",
+        choices=("paper", "unet"),
+        default="paper",
+        help="paper: the published CNN (default); unet: a small U-Net, full-resolution output",
+    )
+    p.add_argument(
+        "--recipe",
+        choices=("paper", "eman2", "unet"),
+        help="training recipe (default: eman2 for the paper network, unet for the U-Net)",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch", type=int, dest="batch_size")
     p.add_argument("--lr", type=float, dest="learning_rate")
-    p.add_argument("--filters", type=int, default=40, help="filters per layer (paper: 40)")
+    p.add_argument(
+        "--filters", type=int, help="filters per layer (paper network: 40; U-Net first level: 32)"
+    )
     p.add_argument("--patience", type=int, help="early stop after N epochs without progress")
     p.add_argument(
         "--continue", type=Path, dest="continue_from", help="continue training this saved network"
     )
+    p.add_argument(
+        "--corrections",
+        type=Path,
+        help="with --continue and --tomogram: boxes (.star/.json/.box) of the network's false "
+        "positives, added as negative tiles to TRAINSET (the set it was trained on)",
+    )
+    p.add_argument("--tomogram", type=Path, help="preprocessed tomogram the corrections are on")
     p.add_argument(
         "--seed", type=int, default=0, help="random seed of weights and shuffling (default 0)"
     )
@@ -180,14 +199,21 @@ def main(args: argparse.Namespace) -> int:
     elif step == "train":
         io.check_writable(args.output, overwrite=args.overwrite)
         trainset = tomoseg.TrainingSet.load(args.trainset)
+        if args.corrections and not (args.continue_from and args.tomogram):
+            raise CryomlError(
+                "--corrections needs --continue (the network to correct) and --tomogram (the "
+                "preprocessed tomogram the boxes are on)."
+            )
         if args.continue_from:
             segmenter = tomoseg.TomoSegmenter.load(args.continue_from, progress=progress)
             for key in ("epochs", "batch_size", "learning_rate"):
                 setattr(segmenter, key, getattr(args, key))
-            segmenter.recipe = args.recipe
+            if args.recipe:
+                segmenter.recipe = args.recipe
         else:
             segmenter = tomoseg.TomoSegmenter(
                 feature=trainset.feature,
+                architecture=args.architecture,
                 recipe=args.recipe,
                 epochs=args.epochs,
                 batch_size=args.batch_size,
@@ -197,7 +223,14 @@ def main(args: argparse.Namespace) -> int:
                 random_state=args.seed,
                 progress=progress,
             )
-        segmenter.fit(trainset, continue_training=args.continue_from is not None)
+        if args.corrections:
+            boxes = io.read_coordinates(args.corrections)
+            tomogram = io.read_image(args.tomogram)
+            segmenter.training_set_ = trainset
+            segmenter.add_corrections(tomogram, boxes.centres, epochs=args.epochs)
+            print(f"{len(boxes)} correction boxes from {args.corrections} added as negatives")
+        else:
+            segmenter.fit(trainset, continue_training=args.continue_from is not None)
         segmenter.save(args.output, overwrite=args.overwrite)
         print(
             f"{args.output}: best loss {segmenter.best_loss_:.3f}, amplitude "

@@ -86,8 +86,10 @@ def run_demo(out_dir: Path, *, quick: bool = True) -> dict:
     test_volume, test_truth = make_phantom(random_state=1)
     voxel = 10.0
     io.write_mrc(out_dir / "phantom.mrc", volume, voxel_size=voxel, overwrite=True)
-    epochs = 10 if quick else 20
-    filters = 12 if quick else 40
+    # The U-Net: the paper network's SGD recipe collapsed the ribosome network to a constant
+    # map on this phantom (ribosome Dice 0.006, 0 picks), which cryoml now warns about.
+    epochs = 15 if quick else 40
+    filters = 8 if quick else 32
     outputs, results = [], {}
     for index, feature in enumerate(("membrane", "ribosome")):
         positives, negatives = sample_boxes(truth[feature], 6, 30, random_state=index)
@@ -103,7 +105,7 @@ def run_demo(out_dir: Path, *, quick: bool = True) -> dict:
         )
         segmenter = TomoSegmenter(
             feature=feature,
-            recipe="paper",
+            architecture="unet",
             epochs=epochs,
             n_filters=filters,
             random_state=index,
@@ -129,10 +131,10 @@ def run_demo(out_dir: Path, *, quick: bool = True) -> dict:
             overwrite=True,
         )
         outputs.append(np.asarray(output))
-        results[f"{feature}_dice"] = round(metrics.dice(outputs[-1] >= 0.5, test_truth[feature]), 3)
-    labels, table = merge_segmentations(outputs, names=["membrane", "ribosome"], threshold=0.5)
+        results[f"{feature}_dice"] = round(metrics.dice(outputs[-1] >= 1.0, test_truth[feature]), 3)
+    labels, table = merge_segmentations(outputs, names=["membrane", "ribosome"], threshold=1.0)
     io.write_mrc(out_dir / "labels.mrc", labels, voxel_size=voxel, overwrite=True)
-    picks = extract_particles(outputs[1], box_size=12, threshold=0.5, min_mass=5)
+    picks = extract_particles(outputs[1], box_size=12, threshold=1.0, min_mass=5)
     io.write_coordinates(out_dir / "ribosomes.star", picks, overwrite=True)
     if len(test_truth["centres"]) and len(picks):
         found, _ = metrics.match_points(picks.centres, test_truth["centres"], 3.0)

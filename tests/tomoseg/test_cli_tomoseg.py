@@ -135,3 +135,33 @@ def test_demo_runs_end_to_end_and_reports_figures(tmp_path):
     assert {"membrane_dice", "ribosome_dice", "n_picks", "seconds"} <= set(result)
     assert (tmp_path / "labels.mrc").is_file() and (tmp_path / "membrane.keras").is_file()
     assert 0 <= result["membrane_dice"] <= 1
+
+
+def test_unet_training_and_corrections_from_the_command_line(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    volume = rng.normal(size=(6, 96, 96)).astype(np.float32)
+    mask = np.zeros(volume.shape, np.uint8)
+    mask[:, 40:44, 10:60] = 1
+    volume[mask > 0] += 3
+    tomo = io.write_mrc(tmp_path / "tomo.mrc", volume, voxel_size=10.0)
+    masks = io.write_mrc(tmp_path / "mask.mrc", mask, voxel_size=10.0)
+    io.write_coordinates(tmp_path / "pos.csv", io.Particles(np.array([[3.0, 42, 35]])))
+    io.write_coordinates(tmp_path / "neg.csv", io.Particles(np.array([[3.0, 62, 62]])))
+    io.write_coordinates(tmp_path / "fp.csv", io.Particles(np.array([[1.0, 64, 64]])))
+    ts, net, fixed = tmp_path / "set.npz", tmp_path / "net.keras", tmp_path / "fixed.keras"
+    assert run("buildset", str(tomo), "--positives", str(tmp_path / "pos.csv"), "--masks",
+               str(masks), "--negatives", str(tmp_path / "neg.csv"), "--feature", "bar",
+               "-o", str(ts), "--copies", "3") == 0
+    assert run("train", str(ts), "-o", str(net), "--architecture", "unet", "--epochs", "3",
+               "--filters", "4", "--lr", "3e-3") == 0
+    with pytest.raises(CryomlError, match="--corrections needs --continue"):
+        run("train", str(ts), "-o", str(fixed), "--corrections", str(tmp_path / "fp.csv"))
+    assert run("train", str(ts), "-o", str(fixed), "--continue", str(net), "--corrections",
+               str(tmp_path / "fp.csv"), "--tomogram", str(tomo), "--epochs", "2") == 0
+    assert "1 correction boxes" in capsys.readouterr().out
+    from cryoml.tomoseg import TomoSegmenter
+
+    loaded = TomoSegmenter.load(fixed, progress=False)
+    assert loaded.architecture == "unet"
+    out = loaded.predict(volume, voxel_size=10.0, progress=False)
+    assert out.shape == volume.shape
