@@ -263,16 +263,13 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _save_tsne(path: Path, embedding, labels, overwrite: bool) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from cryoml.io import atomic_path
 
-    figure, axes = plt.subplots(figsize=(5, 5))
+    figure = Figure(figsize=(5, 5))
+    axes = figure.subplots()
     axes.scatter(embedding[:, 0], embedding[:, 1], c=labels, s=4, cmap="tab20")
     axes.set_title("t-SNE of subtomogram features (colour: k-means cluster)")
     with atomic_path(path, overwrite=overwrite) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)

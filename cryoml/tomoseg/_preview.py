@@ -30,9 +30,6 @@ def preview_grid(training_set, segmenter=None, *, columns: int = 4, max_tiles: i
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
     n = len(training_set) if max_tiles is None else min(len(training_set), int(max_tiles))
@@ -62,9 +59,6 @@ def preview_grid(training_set, segmenter=None, *, columns: int = 4, max_tiles: i
 
 def plot_history(history: dict, *, title: str = "training"):
     """Figure of the per-epoch training and validation loss (log-MSE)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(4, 3), dpi=100)
