@@ -1,4 +1,11 @@
 # %% [markdown]
+# **How to run this notebook.** To box and paint by hand, run it cell by cell
+# (Shift+Enter): stop at the `BoxPicker` to click boxes and at the `MaskPainter` to paint the
+# membrane, then run on. Run All does not wait for you: where nothing was boxed or painted yet,
+# the next cell fills the boxes and masks from the simulation's ground truth, so the notebook
+# runs start to end unattended (as `make demo` and the tests do).
+
+# %% [markdown]
 # # TomoSeg: segment a tomogram with a 2D CNN trained on a few boxed tiles
 #
 # **Author:** cryoml developers<br>

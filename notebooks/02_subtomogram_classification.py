@@ -1,4 +1,9 @@
 # %% [markdown]
+# **How to run this notebook.** Run it cell by cell (Shift+Enter) to watch the
+# `TrainingMonitor` as each network learns (its Stop button ends training early). There is
+# nothing to box or paint by hand here: Run All gives the same results.
+
+# %% [markdown]
 # # Subtomogram classification: Inception3D, DSRF3D and RIF-SVM
 #
 # **Author:** cryoml developers<br>

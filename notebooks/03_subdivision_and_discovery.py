@@ -1,4 +1,9 @@
 # %% [markdown]
+# **How to run this notebook.** Run it cell by cell (Shift+Enter) to explore the
+# embedding by hand (lasso or double-click in the `EmbeddingExplorer`). There is nothing to
+# box or paint here: Run All gives the same results and starts the explorer on one class.
+
+# %% [markdown]
 # # Subdivision and discovery: CNN features, k-means, t-SNE, unseen structures
 #
 # **Author:** cryoml developers<br>

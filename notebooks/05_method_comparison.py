@@ -1,4 +1,9 @@
 # %% [markdown]
+# **How to run this notebook.** Run it cell by cell (Shift+Enter) to read each
+# comparison as it appears. There is nothing to box or paint by hand here: Run All gives the
+# same results.
+
+# %% [markdown]
 # # Method comparison: each method beside its baseline, and beside the paper
 #
 # **Author:** cryoml developers<br>
