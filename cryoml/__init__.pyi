@@ -1,4 +1,5 @@
 from . import batch as batch
+from . import datasets as datasets
 from . import distribute as distribute
 from . import io as io
 from . import metrics as metrics

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 __all__ = ["project_root", "reference_data"]
@@ -14,15 +13,11 @@ def project_root() -> Path:
 
 
 def reference_data() -> Path | None:
-    """The shared reference data folder, or None where it is absent.
+    """The optional reference data folder, or None where it is absent.
 
-    Looks at ``$CRYOML_REFERENCE_DATA`` first, then ``../shared/data`` beside the project root.
+    The one lookup is :func:`cryoml.datasets.reference_data` (``$CRYOML_REFERENCE_DATA`` when set,
+    else ``../shared/data`` beside the project root).
     """
-    candidates = []
-    if os.environ.get("CRYOML_REFERENCE_DATA"):
-        candidates.append(Path(os.environ["CRYOML_REFERENCE_DATA"]))
-    candidates.append(project_root().parent / "shared" / "data")
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    return None
+    from cryoml.datasets import reference_data as lookup
+
+    return lookup()

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from cryoml import io, preprocess
-from cryoml._testing import reference_data
+from cryoml.datasets import reference_data
 from cryoml.widgets import SliceViewer, setup_notebook
 
 backend = setup_notebook()  # live ipympl figures in JupyterLab; static figures when run headless

@@ -90,7 +90,12 @@ def test_every_notebook_has_a_quick_parameters_cell_and_short_code_cells():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_headless_in_quick_mode(notebook):
+def test_notebook_runs_headless_in_quick_mode(notebook, tmp_path, monkeypatch):
+    # As a user's fresh clone: no reference data beside it and no network, only data/.
+    (tmp_path / "no-reference-data").mkdir()
+    monkeypatch.setenv("CRYOML_REFERENCE_DATA", str(tmp_path / "no-reference-data"))
+    monkeypatch.setenv("CRYOML_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CRYOML_OFFLINE", "1")
     results = execute_notebooks(OUT, notebooks=[notebook], quick=True, timeout=BUDGET_S,
                                 raise_on_error=False)
     result = results[notebook.stem]

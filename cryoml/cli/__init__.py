@@ -26,6 +26,7 @@ SUBCOMMANDS = [
     "subtomo",
     "pick",
     "demo",
+    "fetch",
 ]
 
 

@@ -61,6 +61,8 @@ def read_mrc(
         raise CryomlError(f"{path}: no such file. Check the path.")
     if path.stat().st_size == 0:
         raise CryomlError(f"{path} is empty (0 bytes); the file was not written completely.")
+    if path.suffix.lower() == ".gz":
+        mmap = False  # a compressed map cannot be memory-mapped; mrcfile.open decompresses it
     opener = mrcfile.mmap if mmap else mrcfile.open
     try:
         with warnings.catch_warnings():

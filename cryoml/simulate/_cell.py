@@ -24,7 +24,19 @@ Bilayers have two dense leaflets (Gaussian head-group profiles σ = 0.8 nm) 4 nm
 Labels (bool volumes): ``membrane`` = voxels within 3 nm of a bilayer's mid-plane (all
 bilayers), ``double_membrane`` = the mitochondrion's bilayers, ``microtubule`` = the tube wall
 (7.5–12.5 nm from the axis), ``ribosome`` / ``complex`` = voxels of each particle above half
-the protein density, ``gold``, ``carbon``. Then: a tilt series (shear projection, CTF × MTF,
+the protein density, ``gold``, ``carbon``.
+
+Visible truth (``CellTomogram.visible``): what an annotator or a 2-D network can see through the
+missing wedge. A membrane or microtubule-wall voxel is *visible* when its surface normal makes an
+angle of more than 90° − ``tilt_range`` with the beam axis Z (more than 30° for ±60° tilts):
+a face nearly parallel to the slice plane has its Fourier energy along Z, inside the wedge, and
+leaves no contrast in the slices. The normal is the gradient of the signed distance to the
+bilayer's mid-plane (membranes) or the radial direction from the tube axis (microtubules).
+Particles (``ribosome``, ``complex``) and ``gold`` are compact and count as visible throughout.
+The rule treats the wedge as a cone about Z; the true single-axis wedge also hides some faces
+tilted about the tilt axis, which this rule still counts as visible.
+
+Then: a tilt series (shear projection, CTF × MTF,
 noise at ``snr``) and weighted back-projection (see :mod:`cryoml.simulate._tilt`).
 """
 
@@ -73,6 +85,9 @@ class CellTomogram:
         Tilts of the simulated series, degrees.
     params : dict
         Every parameter of the simulation.
+    visible : dict of str to (Z, Y, X) bool ndarray
+        The part of each label an annotator can see through the missing wedge (see module
+        docstring): ``membrane``, ``microtubule``, ``ribosome``, ``complex``, ``gold``.
     """
 
     tomogram: object
@@ -82,6 +97,7 @@ class CellTomogram:
     clean: np.ndarray
     tilt_angles: np.ndarray
     params: dict
+    visible: dict = dataclasses.field(default_factory=dict)
 
     def label_volume(self, order: tuple[str, ...] = LABEL_ORDER) -> tuple[np.ndarray, list[str]]:
         """One integer volume (0 = background, i = ``names[i - 1]``; later names win overlaps)."""
@@ -111,6 +127,9 @@ class _Phantom:
             for name in ("membrane", "double_membrane", "microtubule", "ribosome", "complex",
                          "gold", "carbon")
         }
+        self.visible = {name: np.zeros(shape, bool) for name in ("membrane", "microtubule")}
+        # |normal_z| below this is visible through the wedge (set from the tilt range).
+        self.visible_nz = np.float32(np.sin(np.radians(60.0)))
         # Where particles may go (cytoplasm, not yet occupied), at the full grid.
         self.free = np.ones(shape, bool)
 
@@ -241,6 +260,7 @@ def simulate_cell_tomogram(
             log.info("cell phantom: %s", text)
 
     phantom = _Phantom(shape, voxel_size)
+    phantom.visible_nz = np.float32(np.sin(np.radians(min(float(tilt_range), 90.0))))
     size_a = np.array(shape, float) * voxel_size
     area_um2 = size_a[1] * size_a[2] / 1e8
     stage("carbon and cell boundary")
@@ -308,6 +328,10 @@ def simulate_cell_tomogram(
         clean=phantom.density,
         tilt_angles=angles,
         params=params,
+        visible={
+            **phantom.visible,
+            **{name: phantom.labels[name] for name in ("ribosome", "complex", "gold")},
+        },
     )
 
 
@@ -315,6 +339,13 @@ def _add_membrane(phantom, sl, distance, *, double=False):
     phantom.density[sl] += _bilayer(distance).astype(np.float32)
     mask = np.abs(distance) <= _MEMBRANE_HALF_WIDTH
     phantom.labels["membrane"][sl] |= mask
+    if np.any(mask):
+        full = np.broadcast_to(distance, mask.shape).astype(np.float32)
+        gradient = np.gradient(full) if min(full.shape) > 1 else None
+        if gradient is not None:
+            length = np.sqrt(sum(g * g for g in gradient)) + np.float32(1e-12)
+            phantom.visible["membrane"][sl] |= mask & (np.abs(gradient[0]) / length
+                                                       < phantom.visible_nz)
     if double:
         phantom.labels["double_membrane"][sl] |= mask
     return mask
@@ -471,8 +502,15 @@ def _add_microtubule(phantom, rng):
         grid = np.stack(np.broadcast_arrays(*mesh), axis=-1).reshape(-1, 3)
         distance, nearest = tree.query(grid, distance_upper_bound=outer + 2 * voxel)
         distance[(nearest == 0) | (nearest == len(points) - 1)] = np.inf  # open ends, no caps
-        distance = distance.reshape(tuple(s.stop - s.start for s in sl)).astype(np.float32)
+        found = nearest < len(points)
+        normal_z = np.ones(len(grid), np.float32)
+        normal_z[found] = np.abs(grid[found, 0] - points[nearest[found], 0]) / np.maximum(
+            distance[found], 1e-6)
+        region_shape = tuple(s.stop - s.start for s in sl)
+        distance = distance.reshape(region_shape).astype(np.float32)
         wall = (distance >= inner) & (distance <= outer)
+        phantom.visible["microtubule"][sl] |= wall & (
+            normal_z.reshape(region_shape) < phantom.visible_nz)
         edge = np.float32(0.6 * _NM)
         profile = 1.0 / (1.0 + np.exp(-(distance - inner) / edge)) / (
             1.0 + np.exp((distance - outer) / edge))

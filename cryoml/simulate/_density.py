@@ -27,14 +27,13 @@ __all__ = [
     "resample_fourier",
 ]
 
-_MAP_FOLDERS = ("maps_10A", "membrane_maps_10A")
 _ATOM_SUFFIXES = {".pdb", ".ent", ".cif", ".mmcif"}
 _MAP_SUFFIXES = {".mrc", ".map", ".mrcs", ".rec"}
 
 
 def reference_structures_dir() -> Path | None:
-    """The shared ``structures/`` folder (real maps and atomic models), or None when absent."""
-    from cryoml._testing import reference_data
+    """The reference data's ``structures/`` folder (real maps and atomic models), or None."""
+    from cryoml.datasets import reference_data
 
     root = reference_data()
     if root is None or not (root / "structures").is_dir():
@@ -42,26 +41,56 @@ def reference_structures_dir() -> Path | None:
     return root / "structures"
 
 
+def _map_name(path: Path) -> str | None:
+    """The density name of a map file (``4v4r`` for ``4v4r.mrc`` or ``4v4r.mrc.gz``), or None."""
+    name = path.name.lower()
+    for suffix in _MAP_SUFFIXES:
+        for ending in (suffix, suffix + ".gz"):
+            if name.endswith(ending):
+                return path.name[: -len(ending)]
+    return None
+
+
+def _is_map_file(path: Path) -> bool:
+    return _map_name(path) is not None
+
+
+def _is_atom_file(path: Path) -> bool:
+    name = path.name.lower()
+    return any(name.endswith(s) or name.endswith(s + ".gz") for s in _ATOM_SUFFIXES)
+
+
 def available_maps() -> list[str]:
-    """Names of the real density maps found in the shared data (empty when it is absent)."""
-    root = reference_structures_dir()
-    if root is None:
-        return []
-    names: list[str] = []
-    for folder in _MAP_FOLDERS:
-        if (root / folder).is_dir():
-            names.extend(sorted(p.stem for p in (root / folder).glob("*.mrc")))
-    return names
+    """Names of the real density maps that load by name, without a path.
+
+    Searched, in order: the repository's ``data/densities`` (example maps, always present in a
+    clone), the user cache (maps made by :func:`cryoml.datasets.fetch_density`) and the optional
+    reference data's ``structures/maps_10A`` and ``membrane_maps_10A``.
+
+    Returns
+    -------
+    list of str
+        Sorted, without duplicates.
+    """
+    from cryoml.datasets import density_folders
+
+    names: set[str] = set()
+    for folder in density_folders():
+        for path in folder.iterdir():
+            name = _map_name(path)
+            if name is not None and path.is_file():
+                names.add(name)
+    return sorted(names)
 
 
 def _find_named_map(name: str) -> Path | None:
-    root = reference_structures_dir()
-    if root is None:
-        return None
-    for folder in _MAP_FOLDERS:
-        candidate = root / folder / f"{name}.mrc"
-        if candidate.is_file():
-            return candidate
+    from cryoml.datasets import density_folders
+
+    for folder in density_folders():
+        for ending in (".mrc", ".mrc.gz"):
+            candidate = folder / f"{name}{ending}"
+            if candidate.is_file():
+                return candidate
     return None
 
 
@@ -78,8 +107,8 @@ def load_density(
     Parameters
     ----------
     name_or_path : str or path-like
-        A built-in procedural complex (see :func:`builtin_complexes`), the name of a map in the
-        shared ``structures/maps_10A`` or ``membrane_maps_10A`` folders (``"4v4r"``), or a path
+        A built-in procedural complex (see :func:`builtin_complexes`), the name of a real map
+        (``"4v4r"``; see :func:`available_maps` for where names are looked up), or a path
         to an MRC map or an atomic model (``.pdb`` / ``.cif``, converted with
         :func:`density_from_atoms`).
     voxel_size : float
@@ -121,22 +150,20 @@ def load_density(
         if not path.suffix and _find_named_map(text) is not None:
             path = _find_named_map(text)
         if not path.is_file():
-            hint = (
-                "the shared data folder is absent here"
-                if reference_structures_dir() is None
-                else f"real maps: {', '.join(available_maps()[:30])}"
-            )
+            maps = available_maps()
+            listed = ", ".join(maps[:30]) + (", ..." if len(maps) > 30 else "")
             raise CryomlError(
                 f"unknown density {text!r}: not a built-in complex "
-                f"({', '.join(builtin_complexes())}),"
-                f" not a shared map and not a file ({hint}). Pass a name from these lists or a "
-                "path to an .mrc map or a .pdb/.cif model."
+                f"({', '.join(builtin_complexes())}), not a known map ({listed or 'none found'})"
+                " and not a file. Pass one of these names, a path to an .mrc map or a .pdb/.cif "
+                f"model, or make the map from the PDB entry: `cryoml fetch pdb {text} --map` "
+                "(needs the network once)."
             )
-        if path.suffix.lower() in _ATOM_SUFFIXES:
+        if _is_atom_file(path):
             volume = density_from_atoms(
                 path, voxel_size=voxel_size, resolution=resolution or max(2 * voxel_size, 10.0)
             )
-        elif path.suffix.lower() in _MAP_SUFFIXES:
+        elif _is_map_file(path):
             volume = _load_map_cached(str(path.resolve()), float(voxel_size), resolution)
         else:
             raise CryomlError(

@@ -65,3 +65,20 @@ def test_slab_wbp_recovers_a_bead_where_it_was():
 def test_bad_shapes_are_refused():
     with pytest.raises(CryomlError, match="shape"):
         simulate_cell_tomogram((8, 64))
+
+
+def test_visible_truth_drops_the_faces_the_wedge_hides(cell):
+    membrane, visible = cell.labels["membrane"], cell.visible["membrane"]
+    assert not np.any(visible & ~membrane)
+    fraction = visible.sum() / membrane.sum()
+    assert 0.5 < fraction < 0.95
+    # Hidden voxels sit where the membrane runs parallel to the slices: their neighbours in
+    # the slice plane are membrane too far more often than their neighbours along Z.
+    hidden = membrane & ~visible
+    along_z = (hidden[1:] & membrane[:-1]).sum() / hidden.sum()
+    along_x = (hidden[:, :, 1:] & membrane[:, :, :-1]).sum() / hidden.sum()
+    assert along_x > along_z
+    assert np.array_equal(cell.visible["ribosome"], cell.labels["ribosome"])
+    tube, tube_visible = cell.labels["microtubule"], cell.visible["microtubule"]
+    if tube.any():
+        assert not np.any(tube_visible & ~tube) and tube_visible.sum() < tube.sum()
