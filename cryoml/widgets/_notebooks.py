@@ -41,12 +41,26 @@ def is_quick(default: bool = True) -> bool:
     return value in ("1", "true", "yes", "on")
 
 
-def setup_notebook(*, interactive: bool | None = None) -> str:
-    """Choose the matplotlib backend for the widgets inside a notebook.
+def setup_notebook(*, interactive: bool | None = None, quiet: bool = True) -> str:
+    """Set up a notebook session: matplotlib backend for the widgets, quiet TensorFlow.
 
     Live widgets need ipympl (``%matplotlib widget``). When the notebook runs headless
     (``$CRYOML_NOTEBOOK_HEADLESS`` set, as :func:`execute_notebooks` does) the ``inline``
     backend is used, so that figures are stored in the executed notebook.
+
+    This is the one place where cryoml changes process-wide settings, and only because the
+    notebook asks: the library itself never does. Call it in the first code cell, before
+    anything trains.
+
+    Parameters
+    ----------
+    interactive : bool, optional
+        Live ipympl figures; default: unless ``$CRYOML_NOTEBOOK_HEADLESS`` is set.
+    quiet : bool, default True
+        Keep TensorFlow's start-up log (oneDNN, absl, CUDA notices: printed in pink, they
+        read as errors) and ``tf.function`` retracing warnings out of the outputs: sets
+        ``$TF_CPP_MIN_LOG_LEVEL=2`` unless set (only effective before TensorFlow is first
+        imported) and the ``tensorflow`` logger's level to ERROR. Errors still show.
 
     Returns
     -------
@@ -57,6 +71,9 @@ def setup_notebook(*, interactive: bool | None = None) -> str:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython comes with ipykernel
         return "none"
+    if quiet:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     shell = get_ipython()
     if shell is None:
         return "none"
@@ -250,7 +267,8 @@ def execute_notebooks(
     env = dict(os.environ)
     env.update({_HEADLESS: "1", "CRYOML_QUICK": "1" if quick else "0", "MPLBACKEND": "agg"})
     env.setdefault("OMP_NUM_THREADS", "2")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # no TF_CPP_MIN_LOG_LEVEL here: the notebooks quiet TensorFlow themselves
+    # (setup_notebook), as they must in JupyterLab, and the tests check that they do
     results: dict[str, dict[str, Any]] = {}
     for path in paths:
         name = path.stem
