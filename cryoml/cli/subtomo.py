@@ -253,6 +253,7 @@ def main(args: argparse.Namespace) -> int:
             progress=progress,
             n_jobs=args.n_jobs,
         )
+        result.pop("average")  # an array; the JSON holds the numbers
         _write_json(args.output, result, args.overwrite)
         print(
             f"class {test.class_names[left_out]}: {result['resolution_nm']:.1f} nm "
