@@ -8,6 +8,7 @@ from ._notebooks import read_headline as read_headline
 from ._notebooks import setup_notebook as setup_notebook
 from ._plots import plot_comparison as plot_comparison
 from ._plots import plot_confusion as plot_confusion
+from ._plots import plot_discovery as plot_discovery
 from ._plots import show as show
 from ._state import BoxPickerState as BoxPickerState
 from ._state import EmbeddingState as EmbeddingState
