@@ -41,6 +41,13 @@ def is_quick(default: bool = True) -> bool:
     return value in ("1", "true", "yes", "on")
 
 
+class _ErrorsOnly(logging.Filter):
+    """Let through only records at ERROR or above."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
 def setup_notebook(*, interactive: bool | None = None, quiet: bool = True) -> str:
     """Set up a notebook session: matplotlib backend for the widgets, quiet TensorFlow.
 
@@ -60,7 +67,7 @@ def setup_notebook(*, interactive: bool | None = None, quiet: bool = True) -> st
         Keep TensorFlow's start-up log (oneDNN, absl, CUDA notices: printed in pink, they
         read as errors) and ``tf.function`` retracing warnings out of the outputs: sets
         ``$TF_CPP_MIN_LOG_LEVEL=2`` unless set (only effective before TensorFlow is first
-        imported) and the ``tensorflow`` logger's level to ERROR. Errors still show.
+        imported) and filters the ``tensorflow`` logger down to errors. Errors still show.
 
     Returns
     -------
@@ -73,7 +80,11 @@ def setup_notebook(*, interactive: bool | None = None, quiet: bool = True) -> st
         return "none"
     if quiet:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        # a filter, not a level: TensorFlow resets its logger's level to INFO when it is
+        # first used in an interactive shell
+        tf_logger = logging.getLogger("tensorflow")
+        if not any(isinstance(f, _ErrorsOnly) for f in tf_logger.filters):
+            tf_logger.addFilter(_ErrorsOnly())
     shell = get_ipython()
     if shell is None:
         return "none"
