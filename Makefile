@@ -24,9 +24,10 @@ $(STAMP): pyproject.toml | $(PY)
 
 demo: $(STAMP)
 	$(VENV)/bin/cryoml demo --out outputs/demo
-	$(PY) -c "from cryoml.widgets import execute_notebooks; \
+	$(PY) -c "import json; from cryoml.widgets import execute_notebooks; \
 	  r = execute_notebooks('outputs/notebooks', quick=True); \
-	  [print(f'{k}: ok in {v[\"seconds\"]:.0f} s -> {v[\"path\"]}') for k, v in r.items()]"
+	  [print(f'{k}: ok in {v[\"seconds\"]:.0f} s -> {v[\"path\"]}\n  headline: ' \
+	         + json.dumps(v['headline'])) for k, v in r.items()]"
 
 test: $(STAMP)
 	@bash tools/install-browser.sh >/dev/null 2>&1 || echo "Chromium could not be installed: the browser test will be skipped"

@@ -313,6 +313,7 @@ def main() -> None:
             random_state=args.seed,
             n_jobs=args.n_jobs,
         )
+        result.pop("average", None)  # an array; the JSON holds the numbers
         results["runs"].setdefault(args.model, {})[name] = result
         save()
         log(

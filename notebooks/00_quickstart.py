@@ -1,4 +1,9 @@
 # %% [markdown]
+# **How to run this notebook.** Run it cell by cell (Shift+Enter) and play with the
+# `SliceViewer` (slider, mouse wheel, contrast, zoom) as you go. There is nothing to box or
+# paint by hand here: Run All gives the same results, with the viewer ready at the end.
+
+# %% [markdown]
 # # Quickstart: open a tomogram, prepare it, look through it
 #
 # **Author:** cryoml developers<br>

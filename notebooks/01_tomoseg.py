@@ -1,4 +1,11 @@
 # %% [markdown]
+# **How to run this notebook.** To box and paint by hand, run it cell by cell
+# (Shift+Enter): stop at the `BoxPicker` to click boxes and at the `MaskPainter` to paint the
+# membrane, then run on. Run All does not wait for you: where nothing was boxed or painted yet,
+# the next cell fills the boxes and masks from the simulation's ground truth, so the notebook
+# runs start to end unattended (as `make demo` and the tests do).
+
+# %% [markdown]
 # # TomoSeg: segment a tomogram with a 2D CNN trained on a few boxed tiles
 #
 # **Author:** cryoml developers<br>
@@ -39,7 +46,7 @@ from cryoml.simulate import simulate_cell_tomogram
 from cryoml.widgets import (BoxPicker, MaskPainter, MaskPainterState, SliceViewer,
                             TrainingMonitor, cut_tiles, setup_notebook, show)
 
-backend = setup_notebook()  # ipympl in JupyterLab, inline when headless
+backend = setup_notebook(quiet=True)  # ipympl in JupyterLab, inline headless; quiet TF logs
 
 # %% tags=["parameters"]
 QUICK = True

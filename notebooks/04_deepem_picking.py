@@ -1,4 +1,10 @@
 # %% [markdown]
+# **How to run this notebook.** To box particles by hand, run it cell by cell
+# (Shift+Enter) and click in the `BoxPicker` before running on. Run All does not wait for you:
+# where nothing was boxed yet, the next cell takes the simulation's true centres as the boxes,
+# so the notebook runs start to end unattended (as `make demo` and the tests do).
+
+# %% [markdown]
 # # DeepEM: pick particles in micrographs with a small CNN
 #
 # **Author:** cryoml developers<br>

@@ -1,8 +1,10 @@
-"""Every step-through notebook runs top to bottom, headless, with QUICK = True.
+"""Every step-through notebook runs top to bottom, headless, with QUICK = True, and its story
+holds: the headline numbers it prints last meet their quality floors.
 
 Uses :func:`cryoml.widgets.execute_notebooks` (what ``make demo`` calls), which injects
 ``QUICK = True`` after each notebook's ``parameters`` cell and writes the executed notebooks
-to ``outputs/notebooks/``. Each notebook must finish within ``BUDGET_S`` seconds.
+to ``outputs/notebooks/``. Each notebook must finish within ``BUDGET_S`` seconds and end with
+``headline: {json}`` (:func:`cryoml.widgets.headline`), checked against ``FLOORS``.
 """
 
 from __future__ import annotations
@@ -10,39 +12,63 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-from cryoml.widgets import execute_notebooks, find_notebooks
+from cryoml.widgets import execute_notebooks, find_notebooks, read_headline
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs" / "notebooks"
 BUDGET_S = 150  # per notebook, QUICK mode, 2 CPU cores (target: well under 120 s)
 NOTEBOOKS = find_notebooks(ROOT / "notebooks")
-# Quality floors of each QUICK story, read from the `headline: {json}` line the notebook
-# prints last (issue 15: a story whose numbers miss its floor fails the suite).
-FLOORS = {
+
+
+def _beats_chance(headline: dict[str, Any]) -> list[str]:
+    """05: every method above its chance level by at least the margin the notebook states."""
+    margin = headline.get("margin")
+    methods = headline.get("methods") or {}
+    failures = [] if isinstance(margin, (int, float)) and margin >= 0.1 else [
+        f"the notebook states a margin over chance of {margin!r}; at least 0.1 expected"]
+    failures += [f"{name}: {m['score']} is not above chance {m['chance']} + {margin}"
+                 for name, m in methods.items() if not m["score"] >= m["chance"] + (margin or 0)]
+    return failures + ([] if len(methods) >= 5 else [f"only {len(methods)} methods compared"])
+
+
+# Quality floors per notebook, read from its headline line: key -> minimum value (True counts
+# as 1), or "check" -> a function of the headline returning failure messages. A notebook that
+# misses a floor fails the suite.
+FLOORS: dict[str, dict[str, float | Callable[[dict[str, Any]], list[str]]]] = {
+    "00_quickstart": {},
+    "01_tomoseg": {"membrane_dice_visible": 0.6, "ribosome_picks": 1, "average_shown": True},
+    "02_subtomogram_classification": {"test_accuracy": 0.8},
+    "03_subdivision_and_discovery": {
+        "test_accuracy": 0.8,
+        "discovery_class_size": 10,  # no "success" from a class of one subtomogram
+        "discovery_average_shown": True,
+        "discovery_fsc_shown": True,
+    },
     "04_deepem_picking": {"heldout_accuracy": 0.8, "ap": 0.7},
+    "05_method_comparison": {"check": _beats_chance},
 }
 
 
-def headline(executed: dict) -> dict | None:
-    """The JSON dict of the last ``headline: {...}`` line in a notebook's stream outputs."""
-    found = None
-    for cell in executed["cells"]:
-        for output in cell.get("outputs", []):
-            if output.get("output_type") != "stream" or output.get("name") != "stdout":
-                continue
-            text = output.get("text", "")
-            text = "".join(text) if isinstance(text, list) else text
-            for line in text.splitlines():
-                if line.startswith("headline:"):
-                    found = json.loads(line.partition(":")[2])
-    return found
+def floor_failures(name: str, headline: dict[str, Any]) -> list[str]:
+    """What in ``headline`` misses the floors of notebook ``name``."""
+    failures = []
+    for key, floor in FLOORS.get(name, {}).items():
+        if callable(floor):
+            failures += floor(headline)
+        elif not isinstance(headline.get(key), (int, float)):
+            failures.append(f"{key} is missing from the headline")
+        elif not headline[key] >= floor:
+            failures.append(f"{key} = {headline[key]} is below its floor {floor}")
+    return failures
 
 
 def test_notebooks_are_built_from_their_sources():
@@ -79,19 +105,39 @@ def test_notebook_runs_headless_in_quick_mode(notebook, tmp_path, monkeypatch):
     images = sum("image/png" in output.get("data", {}) for cell in executed["cells"]
                  for output in cell.get("outputs", []))
     assert images >= 1, f"{notebook.name} produced no figure"
-    floors = FLOORS.get(notebook.stem)
-    if floors:
-        numbers = headline(executed)
-        assert numbers is not None, f"{notebook.name} printed no `headline: {{json}}` line"
-        for key, floor in floors.items():
-            assert numbers.get(key) is not None, f"{notebook.name}: headline lacks {key!r}"
-            assert numbers[key] >= floor, f"{notebook.name}: {key} {numbers[key]} < {floor}"
+    headline = read_headline(result["path"])
+    failures = floor_failures(notebook.stem, headline)
+    assert not failures, f"{notebook.name}: " + "; ".join(failures) + f" (headline {headline})"
+    texts = [output.get("text", "") for cell in executed["cells"]
+             for output in cell.get("outputs", []) if output.get("output_type") == "stream"]
+    noise = [t for t in texts if any(word in t for word in _NOISE)]
+    assert not noise, f"{notebook.name} prints start-up or retracing noise: {noise[0][:300]}"
+    raw = [t for t in texts if t.lstrip().startswith("{'")]
+    assert not raw, f"{notebook.name} prints a raw dict: {raw[0][:200]}"
 
 
-def test_headline_is_read_from_the_last_headline_line():
-    cells = [{"outputs": [{"output_type": "stream", "name": "stdout",
-                           "text": ["x\n", 'headline: {"ap": 0.1}\n']}]},
-             {"outputs": [{"output_type": "stream", "name": "stdout",
-                           "text": 'headline: {"ap": 0.75, "heldout_accuracy": 0.9}\n'}]}]
-    assert headline({"cells": cells}) == {"ap": 0.75, "heldout_accuracy": 0.9}
-    assert headline({"cells": []}) is None
+_NOISE = ("oneDNN", "absl::", "retracing", "TF-TRT", "WARNING: All log messages")
+
+
+def test_floors_fail_a_story_that_misses_them():
+    assert floor_failures("02_subtomogram_classification", {"test_accuracy": 0.35})
+    assert not floor_failures("02_subtomogram_classification", {"test_accuracy": 0.85})
+    story = {"test_accuracy": 0.9, "discovery_class_size": 1, "discovery_average_shown": True,
+             "discovery_fsc_shown": True}
+    assert floor_failures("03_subdivision_and_discovery", story) == [
+        "discovery_class_size = 1 is below its floor 10"]
+    methods = {name: {"score": 0.9, "chance": 0.25} for name in "abcde"}
+    assert not floor_failures("05_method_comparison", {"margin": 0.15, "methods": methods})
+    methods["a"]["score"] = 0.3
+    assert floor_failures("05_method_comparison", {"margin": 0.15, "methods": methods})
+    assert floor_failures("05_method_comparison", {"margin": 0.0, "methods": {}})
+
+
+def test_every_notebook_has_floors_and_starts_with_how_to_run_it():
+    for path in NOTEBOOKS:
+        assert path.stem in FLOORS, f"{path.stem}: add its quality floors to FLOORS"
+        first = json.loads(path.read_text())["cells"][0]
+        text = " ".join("".join(first["source"]).split())
+        assert first["cell_type"] == "markdown" and "cell by cell" in text and "Run All" in text, (
+            f"{path.name}: the first cell must say to run cell by cell to box and paint by "
+            "hand, and what Run All does instead")

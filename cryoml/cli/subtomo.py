@@ -253,6 +253,7 @@ def main(args: argparse.Namespace) -> int:
             progress=progress,
             n_jobs=args.n_jobs,
         )
+        result.pop("average")  # an array; the JSON holds the numbers
         _write_json(args.output, result, args.overwrite)
         print(
             f"class {test.class_names[left_out]}: {result['resolution_nm']:.1f} nm "
@@ -263,16 +264,13 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _save_tsne(path: Path, embedding, labels, overwrite: bool) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from cryoml.io import atomic_path
 
-    figure, axes = plt.subplots(figsize=(5, 5))
+    figure = Figure(figsize=(5, 5))
+    axes = figure.subplots()
     axes.scatter(embedding[:, 0], embedding[:, 1], c=labels, s=4, cmap="tab20")
     axes.set_title("t-SNE of subtomogram features (colour: k-means cluster)")
     with atomic_path(path, overwrite=overwrite) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)

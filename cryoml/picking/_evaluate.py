@@ -216,9 +216,6 @@ def plot_precision_recall(
     -------
     Path
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
     from cryoml.io import atomic_path

@@ -26,10 +26,7 @@ def run_demo(out_dir: Path, *, quick: bool = True) -> dict:
         Headline figures: subtomograms per second, measured projection SNR, missing-wedge
         power ratio, cell-phantom and micrograph seconds, particle counts, written files.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure
 
     from cryoml.io import write_coordinates, write_mrc
     from cryoml.simulate import (
@@ -72,7 +69,8 @@ def run_demo(out_dir: Path, *, quick: bool = True) -> dict:
               voxel_size=micrograph.image.voxel_size, overwrite=True)
     write_coordinates(out_dir / "micrograph.star", micrograph.particles, overwrite=True)
 
-    figure, axes = plt.subplots(1, 3, figsize=(15, 5))
+    figure = Figure(figsize=(15, 5))
+    axes = figure.subplots(1, 3)
     axes[0].imshow(np.concatenate([subtomograms.data[i * n_per_class][:, 20] for i in
                                    range(len(classes))], axis=1), cmap="gray")
     axes[0].set_title("subtomograms (XZ slices), SNR 0.1, ±60°")
@@ -88,7 +86,6 @@ def run_demo(out_dir: Path, *, quick: bool = True) -> dict:
         axis.set_axis_off()
     figure.tight_layout()
     figure.savefig(out_dir / "simulate_demo.png", dpi=80)
-    plt.close(figure)
     return {
         "subtomograms_per_s": round(per_s, 1),
         "snr_requested": 0.1,

@@ -70,16 +70,13 @@ def run_demo(out_dir: Path, *, quick: bool = True) -> dict:
 
 
 def _plot(path: Path, embedding, labels, names) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(5, 5))
+    figure = Figure(figsize=(5, 5))
+    axes = figure.subplots()
     for index, name in enumerate(names):
         chosen = labels == index
         axes.scatter(embedding[chosen, 0], embedding[chosen, 1], s=10, label=name)
     axes.legend(fontsize=7)
     axes.set_title("t-SNE of Inception3D linear features (test set)")
     figure.savefig(path, dpi=100)
-    plt.close(figure)

@@ -56,6 +56,7 @@ def leave_one_out(
     angular_step: float = 25.0,
     dark_density: bool = True,
     success_nm: float = 7.0,
+    min_class_size: int = 10,
     random_state: int | np.random.Generator | None = None,
     progress: bool = False,
     n_jobs: int | None = -1,
@@ -87,6 +88,9 @@ def leave_one_out(
         Matter is dark in the subtomograms (averages are negated before the FSC).
     success_nm : float, default 7
         Success threshold on the FSC-0.5 resolution.
+    min_class_size : int, default 10
+        Fewest subtomograms in the chosen class for a success: the average of one or two
+        noisy subtomograms can match the true map by chance, and proves nothing.
     random_state : None, int or Generator
     progress : bool, default False
     n_jobs : int or None, default -1
@@ -99,7 +103,9 @@ def leave_one_out(
         ``success_from_shell_2`` (ignoring a dip in shell 1), ``fsc`` (the curve per shell),
         ``cluster_size``, ``cluster_fraction_C`` (share of the cluster that is C),
         ``cluster_recall_C`` (share of C in the cluster), ``class_size``,
-        ``class_fraction_C``, ``cluster_size_stats``, ``seconds``.
+        ``class_fraction_C``, ``cluster_size_stats``, ``seconds``, ``fsc_frequencies``
+        (cycles per voxel) and ``average`` (the chosen class's average, aligned to the true
+        map, matter positive).
 
     Raises
     ------
@@ -155,21 +161,25 @@ def leave_one_out(
         curve_resolution(frequencies, curve, voxel_size=voxel_size, first_shell=shell) / 10.0
         for shell in (1, 2)
     )
+    class_size = int(np.sum(result.labels == best))
     return {
         "left_out": int(left_out),
         "resolution_nm": float(resolution),
-        "success": bool(resolution <= success_nm),
+        "success": bool(resolution <= success_nm and class_size >= min_class_size),
         # shell 1 holds few coefficients: a dip there alone reports a box-sized resolution
         "resolution_nm_from_shell_2": float(from_shell_2),
-        "success_from_shell_2": bool(from_shell_2 <= success_nm),
+        "success_from_shell_2": bool(from_shell_2 <= success_nm
+                                     and class_size >= min_class_size),
         "fsc": [round(float(v), 4) for v in curve],
         "cluster_size": len(members),
         "cluster_fraction_C": float(enrichment[cluster]),
         "cluster_recall_C": float(is_c.sum() / np.sum(test_labels == left_out)),
-        "class_size": int(np.sum(result.labels == best)),
+        "class_size": class_size,
         "class_fraction_C": fractions[best],
         "cluster_size_stats": {key: v for key, v in division.stats.items() if key != "sizes"},
         "seconds": float(time.perf_counter() - start),
+        "fsc_frequencies": [round(float(v), 4) for v in frequencies],
+        "average": np.asarray(aligned, dtype=np.float32).reshape(true_map.shape),
     }
 
 

@@ -30,9 +30,6 @@ def preview_grid(training_set, segmenter=None, *, columns: int = 4, max_tiles: i
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
     n = len(training_set) if max_tiles is None else min(len(training_set), int(max_tiles))
@@ -44,28 +41,33 @@ def preview_grid(training_set, segmenter=None, *, columns: int = 4, max_tiles: i
     outputs = None if segmenter is None else segmenter.predict_tiles(training_set.tiles[:n])
     columns = max(1, int(columns))
     rows = -(-n // columns)
-    figure = Figure(figsize=(3 * columns * 1.2, rows * 1.3), dpi=80)
+    figure = Figure(figsize=(3 * columns * 1.2 + 0.8, rows * 1.45 + 0.5), dpi=80)
     axes = figure.subplots(rows, 3 * columns, squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
+    shown = None
     for i in range(n):
         r, c = divmod(i, columns)
-        kind = "+" if training_set.is_positive[i] else "−"
+        kind = "positive" if training_set.is_positive[i] else "negative"
         axes[r, 3 * c].imshow(tiles[i], cmap="gray")
-        axes[r, 3 * c].set_title(f"{i}{kind}", fontsize=6)
-        axes[r, 3 * c + 1].imshow(labels[i], cmap="magma", vmin=0, vmax=1)
+        axes[r, 3 * c].set_title(f"{i} {kind}", fontsize=9, loc="left")
+        shown = axes[r, 3 * c + 1].imshow(labels[i], cmap="magma", vmin=0, vmax=1)
         if outputs is not None:
-            axes[r, 3 * c + 2].imshow(outputs[i], cmap="magma", vmin=0, vmax=1.5)
-    figure.suptitle("tile | mask | output", fontsize=8)
+            axes[r, 3 * c + 2].imshow(outputs[i], cmap="magma", vmin=0, vmax=1)
+    figure.suptitle("tile | mask | network output (per triplet)", fontsize=10)
+    figure.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01,
+                    label="mask / output value")
     return figure
 
 
 def plot_history(history: dict, *, title: str = "training"):
-    """Figure of the per-epoch training and validation loss (log-MSE)."""
-    import matplotlib
+    """Figure of the per-epoch training and validation loss (TomoSeg's loss is a log-MSE).
 
-    matplotlib.use("Agg", force=False)
+    Epochs are counted from 1 on an integer axis; the curves are named ``loss`` and
+    ``val_loss``, as in :class:`cryoml.widgets.TrainingMonitor`.
+    """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(4, 3), dpi=100)
     ax = figure.subplots()
@@ -74,7 +76,8 @@ def plot_history(history: dict, *, title: str = "training"):
         if len(values) and np.any(np.isfinite(values)):
             ax.plot(np.arange(1, len(values) + 1), values, marker="o", label=key)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("log MSE")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("loss")  # the name the TrainingMonitor uses for the same numbers
     ax.set_title(title)
     ax.legend()
     figure.tight_layout()

@@ -2,10 +2,13 @@ from ._keras import attach_monitor as attach_monitor
 from ._keras import keras_callback as keras_callback
 from ._notebooks import execute_notebooks as execute_notebooks
 from ._notebooks import find_notebooks as find_notebooks
+from ._notebooks import headline as headline
 from ._notebooks import is_quick as is_quick
+from ._notebooks import read_headline as read_headline
 from ._notebooks import setup_notebook as setup_notebook
 from ._plots import plot_comparison as plot_comparison
 from ._plots import plot_confusion as plot_confusion
+from ._plots import plot_discovery as plot_discovery
 from ._plots import show as show
 from ._state import BoxPickerState as BoxPickerState
 from ._state import EmbeddingState as EmbeddingState

@@ -18,11 +18,19 @@ from typing import Any
 
 from cryoml._errors import CryomlError
 
-__all__ = ["execute_notebooks", "find_notebooks", "is_quick", "setup_notebook"]
+__all__ = [
+    "execute_notebooks",
+    "find_notebooks",
+    "headline",
+    "is_quick",
+    "read_headline",
+    "setup_notebook",
+]
 
 logger = logging.getLogger(__name__)
 
 _HEADLESS = "CRYOML_NOTEBOOK_HEADLESS"
+_HEADLINE = "headline: "
 
 
 def is_quick(default: bool = True) -> bool:
@@ -33,12 +41,33 @@ def is_quick(default: bool = True) -> bool:
     return value in ("1", "true", "yes", "on")
 
 
-def setup_notebook(*, interactive: bool | None = None) -> str:
-    """Choose the matplotlib backend for the widgets inside a notebook.
+class _ErrorsOnly(logging.Filter):
+    """Let through only records at ERROR or above."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+def setup_notebook(*, interactive: bool | None = None, quiet: bool = True) -> str:
+    """Set up a notebook session: matplotlib backend for the widgets, quiet TensorFlow.
 
     Live widgets need ipympl (``%matplotlib widget``). When the notebook runs headless
     (``$CRYOML_NOTEBOOK_HEADLESS`` set, as :func:`execute_notebooks` does) the ``inline``
     backend is used, so that figures are stored in the executed notebook.
+
+    This is the one place where cryoml changes process-wide settings, and only because the
+    notebook asks: the library itself never does. Call it in the first code cell, before
+    anything trains.
+
+    Parameters
+    ----------
+    interactive : bool, optional
+        Live ipympl figures; default: unless ``$CRYOML_NOTEBOOK_HEADLESS`` is set.
+    quiet : bool, default True
+        Keep TensorFlow's start-up log (oneDNN, absl, CUDA notices: printed in pink, they
+        read as errors) and ``tf.function`` retracing warnings out of the outputs: sets
+        ``$TF_CPP_MIN_LOG_LEVEL=2`` unless set (only effective before TensorFlow is first
+        imported) and filters the ``tensorflow`` logger down to errors. Errors still show.
 
     Returns
     -------
@@ -49,6 +78,13 @@ def setup_notebook(*, interactive: bool | None = None) -> str:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython comes with ipykernel
         return "none"
+    if quiet:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # a filter, not a level: TensorFlow resets its logger's level to INFO when it is
+        # first used in an interactive shell
+        tf_logger = logging.getLogger("tensorflow")
+        if not any(isinstance(f, _ErrorsOnly) for f in tf_logger.filters):
+            tf_logger.addFilter(_ErrorsOnly())
     shell = get_ipython()
     if shell is None:
         return "none"
@@ -63,6 +99,89 @@ def setup_notebook(*, interactive: bool | None = None) -> str:
             backend = "inline"
     shell.run_line_magic("matplotlib", backend)
     return backend
+
+
+def headline(**numbers: Any) -> None:
+    """Print a notebook's headline numbers as one line, ``headline: {json}``.
+
+    Each notebook ends with this call, so that its last output line holds the figures that
+    show the method working; :func:`read_headline` reads them back from the executed
+    notebook (``make demo`` prints them, the tests hold them to quality floors).
+    Floats are rounded to 3 decimals; NumPy scalars become Python numbers.
+
+    Parameters
+    ----------
+    **numbers
+        Name → number, bool, string, or a (nested) list/dict of those.
+
+    Examples
+    --------
+    >>> headline(test_accuracy=0.91234, classes=4)
+    headline: {"test_accuracy": 0.912, "classes": 4}
+    """
+    import json
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if hasattr(value, "item") and getattr(value, "shape", None) == ():
+            value = value.item()
+        if isinstance(value, float):
+            return round(value, 3)
+        if value is None or isinstance(value, (bool, int, str)):
+            return value
+        raise CryomlError(
+            f"headline(): {type(value).__name__} is not a number, bool or string; pass plain "
+            "values (e.g. float(x))."
+        )
+
+    print(_HEADLINE + json.dumps(plain(numbers)), flush=True)
+
+
+def read_headline(notebook: str | os.PathLike | Any) -> dict[str, Any]:
+    """The headline numbers printed by :func:`headline` as an executed notebook's last line.
+
+    Parameters
+    ----------
+    notebook : path or nbformat notebook
+        An executed notebook.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    CryomlError
+        If the notebook's last output line is not a ``headline: {json}`` line.
+    """
+    import json
+
+    import nbformat
+
+    name = "the notebook"
+    if isinstance(notebook, (str, os.PathLike)):
+        name = str(notebook)
+        notebook = nbformat.read(notebook, as_version=4)
+    lines: list[str] = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if output.get("output_type") == "stream" and output.get("name") == "stdout":
+                lines.extend(line for line in output.get("text", "").splitlines() if line.strip())
+            elif output.get("output_type") in ("execute_result", "display_data", "error"):
+                lines.append(f"<{output['output_type']}>")
+    last = lines[-1] if lines else "<no output>"
+    if not last.startswith(_HEADLINE):
+        raise CryomlError(
+            f"{name}: the last output line is {last[:80]!r}, not 'headline: {{...}}'. End the "
+            "notebook with cryoml.widgets.headline(...)."
+        )
+    try:
+        return json.loads(last[len(_HEADLINE):])
+    except json.JSONDecodeError as error:
+        raise CryomlError(f"{name}: the headline line is not valid JSON ({error}).") from None
 
 
 def find_notebooks(folder: str | os.PathLike | None = None) -> list[Path]:
@@ -137,7 +256,8 @@ def execute_notebooks(
     -------
     dict
         Per notebook name: ``seconds`` (wall clock), ``cpu_seconds`` (the kernel's CPU time,
-        a load-independent measure), ``ok``, ``path`` (executed notebook), ``error``.
+        a load-independent measure), ``ok``, ``path`` (executed notebook), ``error``,
+        ``headline`` (its :func:`read_headline` numbers, or None if it printed none).
 
     Raises
     ------
@@ -158,7 +278,8 @@ def execute_notebooks(
     env = dict(os.environ)
     env.update({_HEADLESS: "1", "CRYOML_QUICK": "1" if quick else "0", "MPLBACKEND": "agg"})
     env.setdefault("OMP_NUM_THREADS", "2")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # no TF_CPP_MIN_LOG_LEVEL here: the notebooks quiet TensorFlow themselves
+    # (setup_notebook), as they must in JupyterLab, and the tests check that they do
     results: dict[str, dict[str, Any]] = {}
     for path in paths:
         name = path.stem
@@ -187,8 +308,13 @@ def execute_notebooks(
         with atomic_path(target, overwrite=True) as tmp:
             nbformat.write(notebook, tmp)
         target.chmod(0o644)  # temporary files are private; the result is not
+        try:
+            numbers = read_headline(notebook)
+        except CryomlError:
+            numbers = None
         results[name] = {"seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
-                         "ok": error is None, "path": target, "error": error}
+                         "ok": error is None, "path": target, "error": error,
+                         "headline": numbers}
         logger.info("%s: %s in %.1f s", name, "ok" if error is None else "FAILED", seconds)
     failed = {k: v["error"] for k, v in results.items() if not v["ok"]}
     if failed and raise_on_error:

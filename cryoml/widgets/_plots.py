@@ -9,7 +9,7 @@ import numpy as np
 
 from cryoml._errors import CryomlError
 
-__all__ = ["plot_comparison", "plot_confusion", "show"]
+__all__ = ["plot_comparison", "plot_confusion", "plot_discovery", "show"]
 
 
 def show(figure: Any) -> None:
@@ -105,5 +105,52 @@ def plot_comparison(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
+def plot_discovery(result: Mapping[str, Any], true_map: Any, *, voxel_size: float) -> Any:
+    """A discovery run as a figure: the average beside the true map, and their FSC curve.
+
+    Parameters
+    ----------
+    result : dict
+        From :func:`cryoml.subtomo.leave_one_out` (``average``, ``fsc``,
+        ``fsc_frequencies``, ``resolution_nm``, ``class_size``).
+    true_map : (n, n, n) array_like
+        The left-out class's true density.
+    voxel_size : float
+        Å per voxel (for the resolution axis).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Axes 0 and 1: central XY, XZ slices of the average and the true map; axis 2: FSC.
+    """
+    from matplotlib.figure import Figure
+
+    if "average" not in result or "fsc" not in result:
+        raise CryomlError("plot_discovery needs a leave_one_out result (average and fsc).")
+    average = np.asarray(result["average"], dtype=float)
+    truth = np.asarray(true_map, dtype=float)
+    centre = average.shape[0] // 2
+    figure = Figure(figsize=(10, 3.2))
+    axes = figure.subplots(1, 3, gridspec_kw={"width_ratios": (1, 1, 1.3)})
+    for ax, volume, title in ((axes[0], average, f"average of {result['class_size']}"),
+                              (axes[1], truth, "true map")):
+        planes = np.concatenate([volume[centre], volume[:, centre]], axis=1)
+        ax.imshow(planes, cmap="gray")
+        ax.set_title(f"{title} (XY | XZ)", fontsize=10)
+        ax.set_axis_off()
+    frequencies = np.asarray(result.get("fsc_frequencies") or
+                             np.arange(len(result["fsc"])) / (2 * len(result["fsc"])))
+    axes[2].plot(frequencies / voxel_size * 10, result["fsc"], marker="o", ms=3,
+                 label="average vs true map")
+    axes[2].axhline(0.5, color="0.5", ls="--", label="FSC = 0.5")
+    axes[2].set_xlabel("spatial frequency (1/nm)")
+    axes[2].set_ylabel("FSC")
+    axes[2].set_ylim(-0.2, 1.05)
+    axes[2].set_title(f"resolution {result['resolution_nm']:.1f} nm at FSC 0.5", fontsize=10)
+    axes[2].legend(fontsize="small")
     figure.tight_layout()
     return figure

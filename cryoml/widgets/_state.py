@@ -198,9 +198,13 @@ class SliceState(Observable):
         return cr - half_r, cr + half_r, cc - half_c, cc + half_c
 
     def add_overlay(
-        self, name: str, volume: object, *, kind: str = "mask", color: str | None = None
+        self, name: str, volume: object, *, kind: str = "mask", color: str | None = None,
+        label_names: dict[int, str] | None = None,
     ) -> None:
         """Overlay a mask (bool) or a label volume (integers, 0 = background).
+
+        ``label_names`` names the values of a label volume (``{1: "membrane", 2:
+        "ribosome"}``) for the legend, which has one entry (and colour) per value present.
 
         Raises
         ------
@@ -216,7 +220,9 @@ class SliceState(Observable):
             )
         if kind not in ("mask", "labels"):
             raise CryomlError(f"overlay kind must be 'mask' or 'labels'; got {kind!r}.")
-        self.overlays[name] = {"data": data, "kind": kind, "color": color, "visible": True}
+        values = [int(v) for v in np.unique(data) if v != 0] if kind == "labels" else []
+        self.overlays[name] = {"data": data, "kind": kind, "color": color, "visible": True,
+                               "values": values, "label_names": dict(label_names or {})}
         self._emit("overlays", name)
 
     def set_overlay_visible(self, name: str, visible: bool) -> None:

@@ -60,8 +60,10 @@ def _new_figure(figsize: tuple[float, float]) -> Any:
     with plt.ioff():
         figure = plt.figure(figsize=figsize)
     canvas = figure.canvas
+    # The ipympl toolbar (drawn over the canvas' left edge; the views leave room for it,
+    # see _View._assemble) stays visible rather than fading in over the image.
     for name, value in (("header_visible", False), ("footer_visible", False),
-                        ("toolbar_position", "left")):
+                        ("toolbar_position", "left"), ("toolbar_visible", "visible")):
         if hasattr(canvas, name):
             setattr(canvas, name, value)
     return figure
@@ -95,6 +97,10 @@ class _View:
     def _assemble(self, *rows: Any) -> None:
         children = [r for r in rows if r is not None]
         if self.canvas_is_widget:
+            # ipympl draws its toolbar over the canvas' left edge: keep the axes clear of it
+            room = min(0.25, 48.0 / (self.figure.get_figwidth() * self.figure.dpi))
+            if self.figure.subplotpars.left < room:
+                self.figure.subplots_adjust(left=room)
             children.append(self.figure.canvas)
         self.widget = self._ipw.VBox(children)
 
@@ -177,9 +183,12 @@ class SliceViewer(_View):
             self.state.add_picks(name, centres)
         state = self.state
         self.slider = ipw.IntSlider(
-            value=state.index, min=0, max=state.n_slices - 1, description="slice",
+            value=state.index, min=0, max=max(state.n_slices - 1, 1), description="slice",
             continuous_update=True, layout=ipw.Layout(width="98%"),
         )
+        if state.n_slices == 1:  # a 2D image: no slice to choose, no dead slider
+            self.slider.layout.display = "none"
+            self.slider.disabled = True
         lo, hi = float(state.volume.min()), float(state.volume.max())
         if not hi > lo:
             hi = lo + 1.0
@@ -208,6 +217,8 @@ class SliceViewer(_View):
         self._assemble(self.slider, ipw.HBox([self.contrast, self.zoom]))
 
     def _title(self) -> None:
+        if self.state.n_slices == 1:
+            return
         axis = "ZYX"[self.state.axis]
         self.axes.set_title(f"{axis} = {self.state.index} / {self.state.n_slices - 1}")
 
@@ -243,7 +254,14 @@ class SliceViewer(_View):
                         interpolation="nearest",
                     )
                 self._overlay_artists[name] = artist
-                handles.append(mpl.patches.Patch(color=colour, alpha=0.6, label=name))
+                if entry["kind"] == "mask":
+                    handles.append(mpl.patches.Patch(color=colour, alpha=0.6, label=name))
+                else:  # one entry per label value, in the colour tab10 gives it
+                    tab10 = mpl.colormaps["tab10"].colors
+                    handles += [
+                        mpl.patches.Patch(color=tab10[min(max(v, 1), 10) - 1], alpha=0.6,
+                                          label=f"{name}: {entry['label_names'].get(v, v)}")
+                        for v in entry.get("values", [])]
             else:
                 entry = self.state.picks[name]
                 if not entry["visible"]:
@@ -519,7 +537,10 @@ class TrainingMonitor(_View):
         self.stop_button = ipw.Button(description="Stop", icon="stop", button_style="danger")
         self.stop_button.on_click(lambda _button: self.state.request_stop())
         self.axes = self.figure.add_subplot(1, 1, 1)
+        from matplotlib.ticker import MaxNLocator
+
         self.axes.set_xlabel("epoch")
+        self.axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         self.axes.set_ylabel("loss")
         self._lines: dict[str, Any] = {}
         self._best = None
@@ -634,6 +655,8 @@ class PRExplorer(_View):
         self.slider.observe(lambda change: state.set_threshold(change["new"]), names="value")
         self.best_button.on_click(lambda _button: state.use_best())
 
+        import matplotlib as mpl
+
         with_image = micrograph is not None and state.centres is not None
         self.image_axes = self.figure.add_subplot(1, 2, 1) if with_image else None
         self.pr_axes = self.figure.add_subplot(1, 2, 2) if with_image else (
@@ -646,10 +669,18 @@ class PRExplorer(_View):
             self.image_axes.imshow(data, cmap="gray", vmin=np.percentile(data, 1),
                                    vmax=np.percentile(data, 99))
             self.image_axes.set_axis_off()
+            handles = [
+                mpl.lines.Line2D([], [], ls="none", marker="o", mfc="none", mec=colour, ms=8,
+                                 label=label)
+                for colour, label in (("#2ca02c", "kept pick, true"),
+                                      ("#d62728", "kept pick, false"))]
             if true_centres is not None:
                 truth = np.asarray(getattr(true_centres, "centres", true_centres), dtype=float)
-                self.image_axes.scatter(truth[:, 1], truth[:, 0], s=6, c="#1f77b4",
-                                        label="true centres")
+                handles.insert(0, self.image_axes.scatter(
+                    truth[:, 1], truth[:, 0], s=6, c="#1f77b4", label="true centre"))
+            self.image_axes.legend(handles=handles, loc="upper center", fontsize="small",
+                                   bbox_to_anchor=(0.5, -0.01), ncol=len(handles),
+                                   framealpha=0.8)
         axes = self.pr_axes
         axes.plot(state.recall, state.precision, color="0.3", lw=1.5,
                   label=f"PR (AP {state.average_precision:.2f})")
@@ -775,11 +806,33 @@ class EmbeddingExplorer(_View):
         self._assemble(ipw.HBox([self.colour_menu, self.clear_button]), self.status)
 
     def _colour(self) -> None:
-        values = self.state.colours()
+        import matplotlib as mpl
+
+        state = self.state
+        values = state.colours()
+        legend = self.scatter_axes.get_legend()
+        if legend is not None:
+            legend.remove()
         if values is not None:
-            self.points.set_array(values.astype(float))
-            self.points.set_clim(values.min(), max(values.max(), values.min() + 1))
-        self.scatter_axes.set_title(f"coloured by {self.state.colour_by or 'nothing'}")
+            palette = mpl.colormaps["tab20"].colors
+            values = np.asarray(values).astype(int)
+            self.points.set_array(None)
+            self.points.set_facecolors([palette[v % len(palette)] for v in values])
+            groups = np.unique(values)
+            names = state.class_names if state.colour_by == "class" and state.class_names else None
+            handles = [
+                mpl.lines.Line2D([], [], ls="none", marker="o", ms=5,
+                                 color=palette[v % len(palette)],
+                                 label=names[v] if names is not None and v < len(names)
+                                 else f"{state.colour_by} {v}")
+                for v in groups[: len(palette)]
+            ]
+            title = state.colour_by if len(groups) <= len(palette) else (
+                f"{state.colour_by}: first {len(palette)} of {len(groups)} (colours repeat)")
+            self.scatter_axes.legend(handles=handles, title=title, fontsize="x-small",
+                                     title_fontsize="small", loc="upper center",
+                                     bbox_to_anchor=(0.5, -0.01), ncol=4, framealpha=0.8)
+        self.scatter_axes.set_title(f"coloured by {state.colour_by or 'nothing'}")
 
     def _show_selection(self) -> None:
         state = self.state

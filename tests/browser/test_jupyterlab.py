@@ -1,4 +1,9 @@
-"""A real browser: JupyterLab + headless Chromium run 00_quickstart and drive its SliceViewer.
+"""A real browser: JupyterLab + headless Chromium run the notebooks and drive their widgets.
+
+* 00_quickstart: Run All, then the SliceViewer's slider changes the live image.
+* 01_tomoseg: after Run All (figures made by library plot functions included) the last
+  SliceViewer is still a live ipympl canvas, not a static ``<img>``, and a click in the
+  BoxPicker writes its box file.
 
 Chromium is driven over the Chrome DevTools Protocol with ``websocket-client`` (no selenium or
 playwright needed). Install the browser with ``make browser-deps`` (``tools/install-browser.sh``:
@@ -26,6 +31,7 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "00_quickstart.ipynb"
+TOMOSEG = ROOT / "notebooks" / "01_tomoseg.ipynb"
 SCREENSHOT = ROOT / "outputs" / "browser" / "jupyterlab_00_quickstart.png"
 CHROMIUM_FLAGS = [
     "--headless",
@@ -101,16 +107,24 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(timeout=5)
 
 
+class _Lab(str):
+    """The notebook's URL; ``root`` is the folder JupyterLab serves (the notebook's copy)."""
+
+    root: Path
+
+
 @pytest.fixture
-def lab(tmp_path):
-    """JupyterLab on 127.0.0.1 with a token, serving a copy of 00_quickstart."""
+def lab(request, tmp_path):
+    """JupyterLab on 127.0.0.1 with a token, serving a copy of one notebook (default
+    00_quickstart; parametrize indirectly with another path)."""
+    notebook = getattr(request, "param", NOTEBOOK)
     pytest.importorskip("jupyterlab")
     pytest.importorskip("ipympl")
-    if not NOTEBOOK.exists():
-        pytest.skip(f"{NOTEBOOK} is missing; run notebooks/build.py")
+    if not notebook.exists():
+        pytest.skip(f"{notebook} is missing; run notebooks/build.py")
     root = tmp_path / "lab" / "notebooks"
     root.mkdir(parents=True)
-    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    shutil.copy(notebook, root / notebook.name)
     config = tmp_path / "jupyter_config"
     (config / "labconfig").mkdir(parents=True)
     (config / "labconfig" / "page_config.json").write_text(json.dumps(
@@ -144,7 +158,9 @@ def lab(tmp_path):
 
     try:
         _wait(ready, 90, "JupyterLab to start")
-        yield f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK.name}?token={token}&reset"
+        url = _Lab(f"http://127.0.0.1:{port}/lab/tree/{notebook.name}?token={token}&reset")
+        url.root = root
+        yield url
     finally:
         _stop(server)
         log.close()
@@ -247,7 +263,7 @@ def _screenshot(devtools: DevTools, path: Path) -> None:
     path.write_bytes(base64.b64decode(shot["data"]))
 
 
-def test_quickstart_slice_viewer_works_in_jupyterlab(lab, browser):
+def test_quickstart_slice_viewer_works_in_jupyterlab(browser, lab):  # skips before lab starts
     try:
         _drive(browser, lab)
     except AssertionError as error:
@@ -286,3 +302,72 @@ def _drive(devtools: DevTools, lab: str) -> None:
     assert changed != before
     assert after_slider["value"] != slider["value"]
     assert errors == 0, "the notebook printed errors in the browser"
+
+
+_LAST_SLICE_VIEWER = """(() => {
+  const sliders = [...document.querySelectorAll('.widget-slider')]
+      .filter(e => (e.querySelector('.widget-label') || {}).textContent === 'slice');
+  if (!sliders.length) return null;
+  const output = sliders[sliders.length - 1].closest('.jp-OutputArea-output');
+  if (!output) return null;
+  output.scrollIntoView({block: 'center'});
+  const canvas = output.querySelector('.jupyter-matplotlib-canvas-div canvas');
+  return {canvas: !!canvas && canvas.width > 50, images: output.querySelectorAll('img').length,
+          sliders: sliders.length};
+})()"""
+
+_BOX_PICKER_CANVAS = """(() => {
+  const buttons = [...document.querySelectorAll('.widget-toggle-buttons')]
+      .find(e => e.textContent.includes('positive') && e.textContent.includes('negative'));
+  const output = buttons && buttons.closest('.jp-OutputArea-output');
+  const canvas = output && output.querySelector('.jupyter-matplotlib-canvas-div canvas');
+  if (!canvas || canvas.width < 50) return null;
+  canvas.scrollIntoView({block: 'center'});
+  const r = canvas.getBoundingClientRect();
+  return {x: r.x + r.width * 0.55, y: r.y + r.height * 0.45};
+})()"""
+
+
+def _box_files(folder: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(folder.rglob("boxes*.json"))}
+
+
+@pytest.mark.parametrize("lab", [TOMOSEG], indirect=True)
+def test_tomoseg_widgets_stay_live_after_run_all(browser, lab):
+    try:
+        _drive_tomoseg(browser, lab)
+    except AssertionError as error:
+        _screenshot(browser, SCREENSHOT.with_name("jupyterlab_01_failure.png"))
+        state = browser.js(_DIAGNOSE)
+        raise AssertionError(f"{error}; page state: {state}") from None
+
+
+def _drive_tomoseg(devtools: DevTools, lab: _Lab) -> None:
+    devtools.call("Page.navigate", url=lab)
+    _wait(lambda: devtools.js(_KERNEL_IDLE) == "idle", 120, "the notebook and its kernel")
+    devtools.js(_PANEL + "window.jupyterapp.shell.activateById(panel().id); "
+                "window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    time.sleep(2)
+    done = """(() => [...document.querySelectorAll('.jp-InputPrompt')]
+        .every(p => !p.textContent.includes('*')))()"""
+    _wait(lambda: devtools.js(_KERNEL_IDLE) == "idle" and devtools.js(done), 500,
+          "all cells of 01_tomoseg to run")
+    assert devtools.js(_ERRORS) == 0, "01_tomoseg printed errors in the browser"
+    viewer = _wait(lambda: devtools.js(_LAST_SLICE_VIEWER), 60, "the last SliceViewer")
+    time.sleep(1)
+    viewer = devtools.js(_LAST_SLICE_VIEWER)
+    assert viewer["canvas"] and viewer["images"] == 0, (
+        f"the last SliceViewer is not a live canvas after Run All: {viewer}")
+    out = lab.root.parent / "outputs" / "notebooks" / "01_tomoseg"
+    before = _box_files(out)
+    point = _wait(lambda: devtools.js(_BOX_PICKER_CANVAS), 60, "the BoxPicker's canvas")
+    time.sleep(1)  # after scrolling it into view
+    point = devtools.js(_BOX_PICKER_CANVAS)
+    mouse = "Input.dispatchMouseEvent"
+    devtools.call(mouse, type="mouseMoved", x=point["x"], y=point["y"])
+    devtools.call(mouse, type="mousePressed", x=point["x"], y=point["y"], button="left",
+                  clickCount=1)
+    devtools.call(mouse, type="mouseReleased", x=point["x"], y=point["y"], button="left",
+                  clickCount=1)
+    _wait(lambda: _box_files(out) != before, 60, "the click to be saved to the box file")
+    _screenshot(devtools, SCREENSHOT.with_name("jupyterlab_01_tomoseg.png"))

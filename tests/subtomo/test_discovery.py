@@ -28,7 +28,10 @@ def test_leave_one_out_runs_end_to_end_and_reports_the_resolution():
         angular_step=45, random_state=0,
     )
     assert 1.8 <= result["resolution_nm"] < 100
-    assert result["success"] == (result["resolution_nm"] <= 7)
+    # a class of fewer than min_class_size (10) subtomograms is never a success
+    assert result["success"] == (result["resolution_nm"] <= 7 and result["class_size"] >= 10)
+    assert result["average"].shape == truth.shape
+    assert len(result["fsc_frequencies"]) == len(result["fsc"])
     # ignoring shell 1 can only move the first crossing outwards (finer or equal)
     assert result["resolution_nm_from_shell_2"] <= result["resolution_nm"]
     assert len(result["fsc"]) == 8 and result["fsc"][0] == pytest.approx(1, abs=0.2)

@@ -55,3 +55,25 @@ def test_comparison_and_confusion_figures_have_one_panel_per_method():
     bars = plot_comparison({"A": 0.5, "B": 0.7}, {"A": 0.9})
     heights = [p.get_height() for p in bars.axes[0].patches]
     assert heights[:2] == [0.5, 0.7] and heights[2] == 0.9 and np.isnan(heights[3])
+
+
+def test_setup_notebook_quiets_tensorflow_warnings_even_after_a_level_reset(monkeypatch):
+    import logging
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    logger = logging.getLogger("tensorflow")
+    saved = list(logger.filters)
+    try:
+        _notebooks.setup_notebook(interactive=False)
+        _notebooks.setup_notebook(interactive=False)  # idempotent
+        import os
+
+        assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
+        logger.setLevel(logging.INFO)  # what TensorFlow does in an interactive shell
+        assert not logger.filter(logger.makeRecord("tensorflow", logging.WARNING, "f", 1,
+                                                   "retracing", None, None))
+        assert logger.filter(logger.makeRecord("tensorflow", logging.ERROR, "f", 1, "bad",
+                                               None, None))
+        assert sum(isinstance(f, _notebooks._ErrorsOnly) for f in logger.filters) == 1
+    finally:
+        logger.filters[:] = saved

@@ -120,3 +120,47 @@ def test_box_picker_controls_follow_the_state(volume):
     picker.state.set_active("negative")
     assert picker.slider.value == 1 and picker.set_buttons.value == "negative"
     picker.close()
+
+
+def _legend_texts(axes):
+    legend = axes.get_legend()
+    return [t.get_text() for t in legend.get_texts()] if legend is not None else []
+
+
+def test_colour_that_carries_meaning_has_a_legend(volume):
+    labels = np.zeros(volume.shape, np.int8)
+    labels[:, :10] = 1
+    labels[:, 30:] = 2
+    viewer = SliceViewer(volume)
+    viewer.state.add_overlay("truth", labels, kind="labels",
+                             label_names={1: "membrane", 2: "ribosome"})
+    assert _legend_texts(viewer.axes) == ["truth: membrane", "truth: ribosome"]
+    colours = [tuple(p.get_facecolor()[:3]) for p in viewer.axes.get_legend().get_patches()]
+    assert colours[0] != colours[1]
+    viewer.close()
+    rng = np.random.default_rng(0)
+    explorer = EmbeddingExplorer(rng.normal(size=(20, 2)), labels=np.arange(20) % 3,
+                                 clusters=np.arange(20) % 4, class_names=["a", "b", "c"])
+    assert _legend_texts(explorer.scatter_axes) == ["a", "b", "c"]
+    explorer.colour_menu.value = "cluster"
+    assert _legend_texts(explorer.scatter_axes) == [f"cluster {i}" for i in range(4)]
+    explorer.close()
+    centres = rng.uniform(0, 100, size=(10, 2))
+    state = PRState(rng.uniform(size=10), np.arange(10) % 2 == 0, 6, centres=centres)
+    pr = PRExplorer(state, micrograph=rng.normal(size=(100, 100)), true_centres=centres)
+    assert "true centre" in _legend_texts(pr.image_axes)
+    pr.close()
+
+
+def test_a_2d_image_has_no_dead_slice_slider_and_epochs_are_integers():
+    viewer = SliceViewer(np.random.default_rng(0).normal(size=(32, 32)))
+    assert viewer.slider.layout.display == "none" and viewer.axes.get_title() == ""
+    viewer.close()
+    from cryoml.tomoseg import plot_history
+
+    figure = plot_history({"loss": [3.0, 2.0, 1.5], "val_loss": [3.1, 2.5, 2.0]})
+    ticks = figure.axes[0].get_xticks()
+    assert np.allclose(ticks, np.round(ticks)) and figure.axes[0].get_ylabel() == "loss"
+    monitor = TrainingMonitor()
+    assert monitor.axes.xaxis.get_major_locator()._integer
+    monitor.close()
