@@ -37,15 +37,27 @@ def main(args: argparse.Namespace) -> int:
     import logging
 
     from cryoml import io
+    from cryoml._errors import CryomlError
     from cryoml.io import check_writable
     from cryoml.preprocess import preprocess
 
     log = logging.getLogger("cryoml.cli.preprocess")
+    _check_options(args)
     record_path = args.output.with_name(args.output.name + ".json")
     check_writable(args.output, overwrite=args.overwrite)
     check_writable(record_path, overwrite=args.overwrite)
     image = io.read_image(args.input)
+    if image.data.dtype.kind == "c":
+        raise CryomlError(
+            f"{args.input} holds complex values; preprocessing needs real ones. Export the "
+            "amplitude or the real part from the program that wrote it."
+        )
     voxel_size = args.voxel_size or image.voxel_size
+    if voxel_size is None and (args.lowpass is not None or args.highpass is not None):
+        raise CryomlError(
+            f"{args.input} gives no voxel size, and --lowpass/--highpass are in Å; pass "
+            "--voxel-size (Å/voxel)."
+        )
     data, record = preprocess(
         image.data,
         voxel_size=voxel_size,
@@ -60,3 +72,28 @@ def main(args: argparse.Namespace) -> int:
     record.save(record_path, overwrite=args.overwrite)
     log.info("wrote %s %s and %s", args.output, data.shape, record_path)
     return 0
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse bad options by their names, before reading anything."""
+    import math
+
+    from cryoml._errors import CryomlError
+    from cryoml.io._mrc import MRC_SUFFIXES
+
+    if args.output.suffix.lower() not in MRC_SUFFIXES:
+        raise CryomlError(
+            f"{args.output}: the output is written as MRC; give a name ending in "
+            f"{', '.join(MRC_SUFFIXES)} (not '{args.output.suffix}')."
+        )
+    if args.bin_factor < 1:
+        raise CryomlError(f"--bin must be a whole number >= 1; got {args.bin_factor}.")
+    if not math.isfinite(args.clamp) or args.clamp < 0:
+        raise CryomlError(f"--clamp must be >= 0 standard deviations (0: off); got {args.clamp}.")
+    for option, value in (
+        ("--lowpass", args.lowpass),
+        ("--highpass", args.highpass),
+        ("--voxel-size", args.voxel_size),
+    ):
+        if value is not None and (not math.isfinite(value) or value <= 0):
+            raise CryomlError(f"{option} must be a positive number of Å; got {value}.")

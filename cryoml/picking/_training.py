@@ -713,8 +713,6 @@ class ParticlePicker(_PickingMixin):
         CryomlError
             If the .keras file or its .json sidecar is missing.
         """
-        import keras
-
         from cryoml.picking.models import DeepEMArchitecture
 
         path = Path(path)
@@ -722,13 +720,23 @@ class ParticlePicker(_PickingMixin):
         for needed in (path, sidecar):
             if not needed.is_file():
                 raise CryomlError(f"{needed}: no such file; a saved picker needs both files.")
-        state = json.loads(sidecar.read_text())
-        params = state["params"]
+        try:
+            state = json.loads(sidecar.read_text())
+            params = state["params"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+            raise CryomlError(
+                f"{sidecar}: not a cryoml picker description ({error}); save pickers with "
+                "ParticlePicker.save() or `cryoml pick train`."
+            ) from None
         for key in ("kernels", "pools", "maps", "sd_quantiles"):
             if params.get(key) is not None:
                 params[key] = tuple(params[key])
         picker = cls(**params)
-        picker.model_ = keras.saving.load_model(path, compile=False)
+        from cryoml._keras_load import load_keras_model
+
+        picker.model_ = load_keras_model(
+            path, what="cryoml picker", how="ParticlePicker.save() or `cryoml pick train`"
+        )
         arch = state["architecture"]
         picker.architecture_ = DeepEMArchitecture(
             arch["box_size"], tuple(arch["kernels"]), tuple(arch["pools"]), tuple(arch["maps"])

@@ -488,11 +488,22 @@ class SubtomoClassifier:
                 f"{path}: not a cryoml subtomogram network ({error}); save one with "
                 "SubtomoClassifier.save() or `cryoml subtomo train`."
             ) from None
-        import keras
+        from cryoml._keras_load import check_model_io, load_keras_model
 
+        how = "SubtomoClassifier.save() or `cryoml subtomo train`"
+        needed = ("model", "recipe", "normalize", "settings", "input_shape", "n_classes",
+                  "class_names", "history")
+        if not isinstance(meta, dict) or any(key not in meta for key in needed):
+            raise CryomlError(
+                f"{path}: its cryoml metadata lacks some of {list(needed)}; save the network "
+                f"with {how}."
+            )
+        model = load_keras_model(path, what="cryoml subtomogram network", how=how)
+        check_model_io(model, path, what="subtomogram network", input_rank=5, output_rank=2,
+                       output_units=int(meta["n_classes"]), how=how)
         clf = cls(model=meta["model"], recipe=meta["recipe"], normalize=meta["normalize"],
                   progress=progress)
-        clf.model_ = keras.models.load_model(path, compile=False)
+        clf.model_ = model
         clf.settings_ = meta["settings"]
         clf.input_shape_ = tuple(meta["input_shape"])
         clf.n_classes_ = int(meta["n_classes"])
