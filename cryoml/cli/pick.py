@@ -111,6 +111,10 @@ def _read_coords(paths, micrographs, name):
             f"got {len(micrographs)} micrographs but {len(paths)} {name} files; give one "
             "coordinate file per micrograph, in the same order."
         )
+    from cryoml.io._coordinates import check_pairing
+
+    check_pairing([image.path for image in micrographs], paths, left_option="micrograph",
+                  right_option=name)
     return [io.read_coordinates(path) for path in paths]
 
 
@@ -206,6 +210,9 @@ def main(args: argparse.Namespace) -> int:
 
         if len(args.picks) != len(args.truth):
             raise CryomlError("give one --truth file per pick file, in the same order.")
+        from cryoml.io._coordinates import check_pairing
+
+        check_pairing(args.picks, args.truth, left_option="picks", right_option="--truth")
         picks = [io.read_coordinates(path) for path in args.picks]
         truth = [io.read_coordinates(path) for path in args.truth]
         evaluation = evaluate_picks(

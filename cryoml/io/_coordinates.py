@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,8 @@ from cryoml.io._atomic import atomic_path
 __all__ = [
     "Particles",
     "check_boxes_inside",
+    "check_pairing",
+    "coordinate_name",
     "read_coordinates",
     "write_coordinates",
 ]
@@ -227,6 +231,98 @@ def write_coordinates(
                 **({"box_size": particles.box_size} if particles.box_size else {})
             ).to_csv(tmp, index=False, float_format="%.6g")
     return path
+
+
+# --- which micrograph a file is for -----------------------------------------------------------
+
+_IMAGE_SUFFIX = re.compile(r"\.(mrcs?|map|rec|st|ali|tiff?|box|star|csv|json)$", re.IGNORECASE)
+
+
+def _stem(name: str) -> str:
+    name = Path(str(name)).name
+    while _IMAGE_SUFFIX.search(name):
+        name = _IMAGE_SUFFIX.sub("", name)
+    return name.lower()
+
+
+def coordinate_name(path: str | os.PathLike) -> tuple[str, bool]:
+    """The micrograph a coordinate file is for, and whether the file states it.
+
+    A STAR file states it in ``rlnMicrographName`` / ``rlnTomoName`` (one value for the whole
+    file); otherwise the file's own name stands for it (``mic04.box`` is for ``mic04``).
+
+    Returns
+    -------
+    name : str
+        Lower-case name without folders or image/coordinate suffixes.
+    stated : bool
+        True when the name comes from inside the file.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".star" and path.is_file():
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            text = ""
+        if "rlnMicrographName" in text or "rlnTomoName" in text:
+            import starfile
+
+            try:
+                content = starfile.read(path, always_dict=True)
+            except Exception:  # unreadable files are refused by read_coordinates itself
+                content = {}
+            for table in content.values():
+                if not isinstance(table, pd.DataFrame):
+                    continue
+                for column in ("rlnMicrographName", "rlnTomoName"):
+                    if column in table and table[column].nunique() == 1:
+                        return _stem(str(table[column].iloc[0])), True
+    return _stem(path.name), False
+
+
+def _agree(a: str, b: str) -> bool:
+    return a == b or a in b or b in a
+
+
+def _conflict(a: str, b: str) -> bool:
+    # Same pattern with other numbers (mic04 / mic05): certainly two micrographs.
+    return re.sub(r"\d+", "#", a) == re.sub(r"\d+", "#", b) and a != b
+
+
+def check_pairing(
+    left: Sequence[str | os.PathLike],
+    right: Sequence[str | os.PathLike],
+    *,
+    left_option: str,
+    right_option: str,
+) -> None:
+    """Refuse pairs (by position) of files that are for different micrographs.
+
+    Names come from :func:`coordinate_name` (for images, the file name). A pair is refused when
+    its names differ and (a) a STAR file states its micrograph, (b) the names follow one pattern
+    with other numbers (``mic04`` / ``mic05``), or (c) one file's name matches another pair's.
+
+    Raises
+    ------
+    CryomlError
+        Naming both files of the first mismatched pair and the option to fix.
+    """
+    lefts = [coordinate_name(p) for p in left]
+    rights = [coordinate_name(p) for p in right]
+    for index, (a, b) in enumerate(zip(lefts, rights, strict=False)):
+        (left_name, left_stated), (right_name, right_stated) = a, b
+        if _agree(left_name, right_name):
+            continue
+        swapped = any(
+            _agree(right_name, other[0]) for j, other in enumerate(lefts) if j != index
+        ) or any(_agree(left_name, other[0]) for j, other in enumerate(rights) if j != index)
+        if left_stated or right_stated or swapped or _conflict(left_name, right_name):
+            raise CryomlError(
+                f"{left_option} file {left[index]} is for micrograph '{left_name}' but the "
+                f"{right_option} file paired with it by position, {right[index]}, is for "
+                f"'{right_name}'. Give the files in the same order, one per micrograph "
+                "(names come from rlnMicrographName in STAR files, else from the file names)."
+            )
 
 
 # --- EMAN2 .box -----------------------------------------------------------------------------
