@@ -142,6 +142,11 @@ def main(args: argparse.Namespace) -> int:
 
     step = args.pick_command
     if step == "train":
+        if args.out.suffix != ".keras":
+            raise CryomlError(
+                f"--out {args.out}: pickers are saved as .keras; use that suffix (checked "
+                "before training, so no work is lost)."
+            )
         check_writable(args.out, overwrite=args.overwrite)
         images = _read_images(args.micrographs)
         coords = _read_coords(args.coords, images, "--coords")

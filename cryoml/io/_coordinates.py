@@ -187,7 +187,22 @@ def read_coordinates(path: str | os.PathLike, *, box_size: int | None = None) ->
         raise CryomlError(
             f"{path}: unknown coordinate format '{path.suffix}'. Use .box, .json, .star or .csv."
         )
-    particles = reader(path)
+    try:
+        particles = reader(path)
+    except CryomlError as error:
+        if str(path) in str(error):
+            raise
+        raise CryomlError(f"{path}: {error}") from None
+    except UnicodeDecodeError:
+        raise CryomlError(
+            f"{path}: not a text file (binary bytes); a {path.suffix} coordinate file is text. "
+            "Check that this is the right file."
+        ) from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as error:
+        raise CryomlError(
+            f"{path}: cannot read particle coordinates from it ({type(error).__name__}: "
+            f"{error}). Check the file's format against the {path.suffix} conventions."
+        ) from None
     if particles.box_size is None and box_size is not None:
         particles.box_size = int(box_size)
     return particles
@@ -344,6 +359,16 @@ def _read_box(path: Path) -> Particles:
             raise CryomlError(
                 f"{path}, line {number}: an EMAN2 .box line needs 'x y w h'; got {line.strip()!r}."
             )
+        if not all(np.isfinite(values)):
+            raise CryomlError(
+                f"{path}, line {number}: NaN or infinite values in {line.strip()!r}; "
+                "coordinates must be finite numbers."
+            )
+        if values[2] <= 0 or values[3] <= 0:
+            raise CryomlError(
+                f"{path}, line {number}: box {len(rows) + 1} has a zero or negative size "
+                f"({values[2:]}); box sizes must be positive."
+            )
         rows.append(values)
     table = np.array(rows, dtype=float).reshape(-1, 4)
     if np.any(table[:, 2:] <= 0):
@@ -454,6 +479,7 @@ def _read_star(path: Path) -> Particles:
     if "rlnCoordinateZ" in table:
         axes.append("rlnCoordinateZ")
     xyz = table[axes].to_numpy(dtype=float)
+    _check_rows_finite(path, xyz, "data row")
     scores = (
         table["rlnAutopickFigureOfMerit"].to_numpy(float)
         if "rlnAutopickFigureOfMerit" in table
@@ -481,6 +507,16 @@ def _write_star(path: Path, particles: Particles, micrograph_name: str | None) -
     starfile.write({"particles": table}, path, overwrite=True)
 
 
+def _check_rows_finite(path: Path, values: np.ndarray, what: str, offset: int = 1) -> None:
+    bad = ~np.all(np.isfinite(values), axis=1)
+    if np.any(bad):
+        first = int(np.flatnonzero(bad)[0])
+        raise CryomlError(
+            f"{path}, {what} {first + offset}: coordinates are empty, NaN or infinite "
+            f"({values[first].tolist()}); {int(bad.sum())} such row(s). Fix or remove them."
+        )
+
+
 # --- CSV ------------------------------------------------------------------------------------
 
 
@@ -500,6 +536,7 @@ def _read_csv(path: Path) -> Particles:
         )
     axes = [a for a in ("x", "y", "z") if a in columns]
     xyz = table[[columns[a] for a in axes]].to_numpy(dtype=float)
+    _check_rows_finite(path, xyz, "row", offset=2)
     box = table[columns["box_size"]].iloc[0] if "box_size" in columns and len(table) else None
     return Particles(
         xyz[:, ::-1],
