@@ -58,7 +58,18 @@ def main(args: argparse.Namespace) -> int:
             f"{args.input} gives no voxel size, and --lowpass/--highpass are in Å; pass "
             "--voxel-size (Å/voxel)."
         )
-    data, record = preprocess(
+    try:
+        data, record = _run(preprocess, image, voxel_size, args)
+    except CryomlError as error:
+        raise CryomlError(f"{args.input}: {error}") from None
+    io.write_mrc(args.output, data, voxel_size=record.voxel_size, overwrite=args.overwrite)
+    record.save(record_path, overwrite=args.overwrite)
+    log.info("wrote %s %s and %s", args.output, data.shape, record_path)
+    return 0
+
+
+def _run(preprocess, image, voxel_size, args: argparse.Namespace):
+    return preprocess(
         image.data,
         voxel_size=voxel_size,
         lowpass=args.lowpass,
@@ -68,10 +79,6 @@ def main(args: argparse.Namespace) -> int:
         normalise=args.normalise,
         clamp_sd=args.clamp or None,
     )
-    io.write_mrc(args.output, data, voxel_size=record.voxel_size, overwrite=args.overwrite)
-    record.save(record_path, overwrite=args.overwrite)
-    log.info("wrote %s %s and %s", args.output, data.shape, record_path)
-    return 0
 
 
 def _check_options(args: argparse.Namespace) -> None:
