@@ -271,9 +271,6 @@ def run_batch(
         different folders), or ``overwrite`` is False and an output to be written exists but is
         not recorded in the manifest.
     """
-    from dask.distributed import Client, LocalCluster, as_completed
-    from tqdm.auto import tqdm
-
     files = expand_inputs(inputs)
     out_dir = Path(out_dir)
     _check_distinct_outputs(files, out_dir, suffix)
@@ -314,6 +311,9 @@ def run_batch(
     if not todo:
         log.info("all %d files already finished (see %s)", len(files), out_dir / MANIFEST_NAME)
         return report
+    from dask.distributed import Client, LocalCluster, as_completed
+    from tqdm.auto import tqdm
+
     start = time.perf_counter()
     cluster = None
     if scheduler is None:

@@ -197,9 +197,6 @@ def _micrographs(args: argparse.Namespace) -> int:
         from cryoml._errors import CryomlError
 
         raise CryomlError(f"{folder} is a file; micrographs are written into a folder.")
-    for name in names:
-        for suffix in (".mrc", ".star", ".csv", "_all.csv"):
-            check_writable(folder / f"{name}{suffix}", overwrite=args.overwrite)
     from cryoml._validation import check_memory
 
     check_memory(
@@ -207,6 +204,9 @@ def _micrographs(args: argparse.Namespace) -> int:
         what=f"simulating {args.n} micrographs of --shape {args.shape[0]} {args.shape[1]}",
         fix="Lower -n or --shape, or simulate in several runs.",
     )
+    for name in names:
+        for suffix in (".mrc", ".star", ".csv", "_all.csv"):
+            check_writable(folder / f"{name}{suffix}", overwrite=args.overwrite)
     micrographs = simulate_micrographs(
         args.n, shape=tuple(args.shape), pixel_size=args.pixel_size, particle=args.particle,
         snr=args.snr, random_state=args.seed, n_particles=args.n_particles,
