@@ -82,9 +82,6 @@ def read_mrc(
                     f"and dimensions do not match the file's size, so the values would be read "
                     f"as garbage. Re-export the file from the program that wrote it.{hint}"
                 )
-            if permissive:
-                for warning in caught:
-                    warnings.warn(str(warning.message), RuntimeWarning, stacklevel=2)
             data = handle.data if mmap else np.array(handle.data)
             voxel = float(handle.voxel_size.x)
             is_stack = bool(handle.is_image_stack())
@@ -106,6 +103,9 @@ def read_mrc(
         ) from None
     if not mmap:
         handle.close()
+    if permissive:  # pass mrcfile's complaints on, once the recording above has ended
+        for message in dict.fromkeys(str(w.message) for w in caught):
+            warnings.warn(f"{path}: {message}", RuntimeWarning, stacklevel=2)
     if data.ndim == 3 and data.shape[0] == 1 and not is_stack:
         data = data[0]
     if data.ndim == 1 or data.ndim > 3:
