@@ -8,7 +8,47 @@ import numpy as np
 
 from cryoml._errors import CryomlError
 
-__all__ = ["check_array", "check_positive", "check_random_state", "check_training_settings"]
+__all__ = [
+    "check_array",
+    "check_memory",
+    "check_positive",
+    "check_random_state",
+    "check_training_settings",
+]
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(needed_bytes: float, *, what: str, fix: str) -> None:
+    """Refuse work that needs more memory than is available, before it starts.
+
+    Raises
+    ------
+    CryomlError
+        Naming what needs the memory, how much, how much is available and ``fix``.
+    """
+    available = available_memory()
+    if available is None or needed_bytes <= available:
+        return
+    raise CryomlError(
+        f"{what} needs about {needed_bytes / 2**30:.1f} GiB of memory but only "
+        f"{available / 2**30:.1f} GiB is available. {fix}"
+    )
 
 
 def check_array(

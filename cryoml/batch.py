@@ -6,7 +6,9 @@ A *task* is a top-level (importable, picklable) function ``task(input_path, outp
 * expands globs and ``@list.txt`` files into inputs and names each output
   ``OUT_DIR/<input stem><suffix>``;
 * skips inputs already finished, as recorded in ``OUT_DIR/cryoml-manifest.json`` (input size and
-  modification time must match, and the output must still exist with its recorded size);
+  modification time must match, the output must still exist with its recorded size, and the
+  run's *key* must match: a hash of every option and of the content of every file an option
+  names, such as the network, so that a retrained network or another threshold reruns all);
 * with ``overwrite=False``, refuses (before any work) to replace output files that no earlier
   run recorded in the manifest, such as hand-edited results;
 * runs the rest on a ``dask.distributed`` cluster: a local one by default
@@ -30,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -114,6 +117,28 @@ def _stamp(path: Path) -> dict[str, Any]:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+def run_key(task: Callable[..., dict], options: dict | None) -> str:
+    """A hash of the task, its options and the content of every file an option names.
+
+    Two runs with the same key write the same outputs from the same inputs: a retrained
+    network (same path, new weights), another threshold, engine or precision all change it.
+    """
+    digest = hashlib.sha256()
+    digest.update(f"{task.__module__}.{task.__qualname__}".encode())
+    digest.update(json.dumps(options or {}, sort_keys=True, default=str).encode())
+    for value in sorted(str(v) for v in (options or {}).values() if isinstance(v, (str, Path))):
+        for path in (Path(value), Path(value + ".json")):
+            try:
+                if not path.is_file():
+                    continue
+                with open(path, "rb") as handle:
+                    for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                        digest.update(block)
+            except OSError:
+                continue
+    return digest.hexdigest()[:32]
+
+
 def _load_manifest(out_dir: Path) -> dict[str, dict]:
     path = out_dir / MANIFEST_NAME
     if not path.exists():
@@ -130,8 +155,8 @@ def _save_manifest(out_dir: Path, entries: dict[str, dict]) -> None:
         tmp.write_text(json.dumps({"files": entries}, indent=1, sort_keys=True))
 
 
-def _is_finished(entry: dict | None, input_path: Path, output_path: Path) -> bool:
-    if entry is None or not output_path.exists():
+def _is_finished(entry: dict | None, input_path: Path, output_path: Path, key: str) -> bool:
+    if entry is None or not output_path.exists() or entry.get("key") != key:
         return False
     return entry.get("input") == _stamp(input_path) and entry.get("output_size") == (
         output_path.stat().st_size
@@ -246,20 +271,28 @@ def run_batch(
         different folders), or ``overwrite`` is False and an output to be written exists but is
         not recorded in the manifest.
     """
-    from dask.distributed import Client, LocalCluster, as_completed
-    from tqdm.auto import tqdm
-
     files = expand_inputs(inputs)
     out_dir = Path(out_dir)
     _check_distinct_outputs(files, out_dir, suffix)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CryomlError(
+            f"--out-dir {out_dir} is a file, not a folder; give a folder for the outputs."
+        )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CryomlError(
+            f"cannot create the output folder {out_dir} (--out-dir): {error.strerror}. Choose "
+            "a folder you can write to."
+        ) from None
+    key = run_key(task, options)
     _remove_stale_partials(out_dir)
     manifest = _load_manifest(out_dir)
     report = BatchReport()
     todo: list[tuple[Path, Path]] = []
     for path in files:
         output = out_dir / f"{path.stem}{suffix}"
-        if resume and _is_finished(manifest.get(str(path)), path, output):
+        if resume and _is_finished(manifest.get(str(path)), path, output, key):
             report.skipped.append(str(path))
         else:
             todo.append((path, output))
@@ -278,6 +311,9 @@ def run_batch(
     if not todo:
         log.info("all %d files already finished (see %s)", len(files), out_dir / MANIFEST_NAME)
         return report
+    from dask.distributed import Client, LocalCluster, as_completed
+    from tqdm.auto import tqdm
+
     start = time.perf_counter()
     cluster = None
     if scheduler is None:
@@ -316,6 +352,7 @@ def run_batch(
                     output = Path(record["output"])
                     manifest[str(path)] = {
                         "input": _stamp(path),
+                        "key": key,
                         "output": str(output),
                         "output_size": output.stat().st_size,
                         "finished": datetime.datetime.now(datetime.UTC).isoformat(),

@@ -272,6 +272,10 @@ def _check_pairs(paths, micrographs, name):
             f"got {len(micrographs)} micrographs but {len(paths)} {name} files; give one "
             "coordinate file per micrograph, in the same order."
         )
+    from cryoml.io._coordinates import check_pairing
+
+    check_pairing([image.path for image in micrographs], paths, left_option="micrograph",
+                  right_option=name)
 
 
 def _check_inputs(paths, what="file"):
@@ -430,6 +434,9 @@ def main(args: argparse.Namespace) -> int:
             raise CryomlError("give one --truth file per pick file, in the same order.")
         if args.plot:
             check_writable(args.plot, overwrite=args.overwrite)
+        from cryoml.io._coordinates import check_pairing
+
+        check_pairing(args.picks, args.truth, left_option="picks", right_option="--truth")
         picks = [io.read_coordinates(path) for path in args.picks]
         truth = [io.read_coordinates(path) for path in args.truth]
         radius = args.radius

@@ -37,16 +37,39 @@ def main(args: argparse.Namespace) -> int:
     import logging
 
     from cryoml import io
+    from cryoml._errors import CryomlError
     from cryoml.io import check_writable
     from cryoml.preprocess import preprocess
 
     log = logging.getLogger("cryoml.cli.preprocess")
+    _check_options(args)
     record_path = args.output.with_name(args.output.name + ".json")
     check_writable(args.output, overwrite=args.overwrite)
     check_writable(record_path, overwrite=args.overwrite)
     image = io.read_image(args.input)
+    if image.data.dtype.kind == "c":
+        raise CryomlError(
+            f"{args.input} holds complex values; preprocessing needs real ones. Export the "
+            "amplitude or the real part from the program that wrote it."
+        )
     voxel_size = args.voxel_size or image.voxel_size
-    data, record = preprocess(
+    if voxel_size is None and (args.lowpass is not None or args.highpass is not None):
+        raise CryomlError(
+            f"{args.input} gives no voxel size, and --lowpass/--highpass are in Å; pass "
+            "--voxel-size (Å/voxel)."
+        )
+    try:
+        data, record = _run(preprocess, image, voxel_size, args)
+    except CryomlError as error:
+        raise CryomlError(f"{args.input}: {error}") from None
+    io.write_mrc(args.output, data, voxel_size=record.voxel_size, overwrite=args.overwrite)
+    record.save(record_path, overwrite=args.overwrite)
+    log.info("wrote %s %s and %s", args.output, data.shape, record_path)
+    return 0
+
+
+def _run(preprocess, image, voxel_size, args: argparse.Namespace):
+    return preprocess(
         image.data,
         voxel_size=voxel_size,
         lowpass=args.lowpass,
@@ -56,7 +79,28 @@ def main(args: argparse.Namespace) -> int:
         normalise=args.normalise,
         clamp_sd=args.clamp or None,
     )
-    io.write_mrc(args.output, data, voxel_size=record.voxel_size, overwrite=args.overwrite)
-    record.save(record_path, overwrite=args.overwrite)
-    log.info("wrote %s %s and %s", args.output, data.shape, record_path)
-    return 0
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse bad options by their names, before reading anything."""
+    import math
+
+    from cryoml._errors import CryomlError
+    from cryoml.io._mrc import MRC_SUFFIXES
+
+    if args.output.suffix.lower() not in MRC_SUFFIXES:
+        raise CryomlError(
+            f"{args.output}: the output is written as MRC; give a name ending in "
+            f"{', '.join(MRC_SUFFIXES)} (not '{args.output.suffix}')."
+        )
+    if args.bin_factor < 1:
+        raise CryomlError(f"--bin must be a whole number >= 1; got {args.bin_factor}.")
+    if not math.isfinite(args.clamp) or args.clamp < 0:
+        raise CryomlError(f"--clamp must be >= 0 standard deviations (0: off); got {args.clamp}.")
+    for option, value in (
+        ("--lowpass", args.lowpass),
+        ("--highpass", args.highpass),
+        ("--voxel-size", args.voxel_size),
+    ):
+        if value is not None and (not math.isfinite(value) or value <= 0):
+            raise CryomlError(f"{option} must be a positive number of Å; got {value}.")

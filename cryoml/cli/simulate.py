@@ -103,9 +103,16 @@ def _subtomograms(args: argparse.Namespace) -> int:
         for path in paths.values():
             log.info("wrote %s", path)
         return 0
+    from cryoml._validation import check_memory
     from cryoml.io import check_writable
 
     check_writable(args.output, overwrite=args.overwrite)
+    n_classes = len(classes) + int(args.include_empty)
+    check_memory(
+        3.0 * n_classes * max(args.n_per_class, 0) * max(args.box, 1) ** 3 * 4,
+        what=f"simulating {n_classes} x {args.n_per_class} subtomograms of {args.box}³ voxels",
+        fix="Lower -n/--n-per-class or --box, or simulate in several runs.",
+    )
     result = simulate_subtomograms(
         classes, args.n_per_class, snr=args.snr or None, tilt_range=args.tilt_range,
         random_state=args.seed, **options,
@@ -144,6 +151,13 @@ def _tomogram(args: argparse.Namespace) -> int:
         outputs["clean"] = stem.parent / f"{stem.name}_clean.mrc"
     for path in outputs.values():
         check_writable(path, overwrite=args.overwrite)
+    from cryoml._validation import check_memory
+
+    check_memory(
+        12.0 * float(np.prod([max(n, 1) for n in args.shape], dtype=float)) * 4,
+        what=f"simulating a tomogram of --shape {' '.join(map(str, args.shape))}",
+        fix="Lower --shape (or raise --voxel-size for the same physical size).",
+    )
     cell = simulate_cell_tomogram(
         tuple(args.shape), voxel_size=args.voxel_size, snr=args.snr or None,
         tilt_range=args.tilt_range, tilt_step=args.tilt_step, random_state=args.seed,
@@ -185,6 +199,17 @@ def _micrographs(args: argparse.Namespace) -> int:
     log = logging.getLogger("cryoml.cli.simulate")
     folder = args.output
     names = [f"mic_{i:03d}" for i in range(args.n)]
+    if folder.exists() and not folder.is_dir():
+        from cryoml._errors import CryomlError
+
+        raise CryomlError(f"{folder} is a file; micrographs are written into a folder.")
+    from cryoml._validation import check_memory
+
+    check_memory(
+        4.0 * max(args.n, 0) * float(max(args.shape[0], 1)) * max(args.shape[1], 1) * 4,
+        what=f"simulating {args.n} micrographs of --shape {args.shape[0]} {args.shape[1]}",
+        fix="Lower -n or --shape, or simulate in several runs.",
+    )
     for name in names:
         for suffix in (".mrc", ".star", ".csv", "_all.csv"):
             check_writable(folder / f"{name}{suffix}", overwrite=args.overwrite)

@@ -136,6 +136,12 @@ def main(args: argparse.Namespace) -> int:
     if step == "train":
         from cryoml.io import check_writable
 
+        for option, path in (("output", args.output), ("--checkpoint", args.checkpoint)):
+            if path is not None and path.suffix != ".keras":
+                raise CryomlError(
+                    f"{option} {path}: networks are saved as .keras; use that suffix (checked "
+                    "before training, so no work is lost)."
+                )
         check_writable(args.output, overwrite=args.overwrite)
         clf = subtomo.SubtomoClassifier(
             model=args.model,
@@ -190,7 +196,29 @@ def main(args: argparse.Namespace) -> int:
     elif step == "subdivide":
         if not args.features.is_file():
             raise CryomlError(f"{args.features}: no such features file.")
-        values = np.load(args.features)
+        try:
+            values = np.load(args.features, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            reason = str(error)
+            if "allow_pickle" in reason or "Object arrays" in reason:
+                reason = "it holds Python objects, which cryoml never unpickles"
+            raise CryomlError(
+                f"{args.features}: not a numeric .npy array of (N, F) features ({reason}). "
+                "Write features with `cryoml subtomo features`."
+            ) from None
+        if not isinstance(values, np.ndarray) or values.ndim != 2 or values.dtype.kind not in "fiu":
+            raise CryomlError(
+                f"{args.features}: features must be a numeric (N, F) array; got "
+                f"{getattr(values, 'dtype', type(values).__name__)} of shape "
+                f"{getattr(values, 'shape', '?')}."
+            )
+        if not np.all(np.isfinite(values)):
+            raise CryomlError(f"{args.features}: features hold NaN or infinite values.")
+        from cryoml.io import check_writable
+
+        check_writable(args.output, overwrite=args.overwrite)
+        if args.tsne:
+            check_writable(args.tsne, overwrite=args.overwrite)
         division = subtomo.subdivide(values, args.k, method=args.method, random_state=args.seed)
         payload = {"labels": division.labels.tolist(), "method": division.method, **division.stats}
         _write_json(args.output, payload, args.overwrite)

@@ -153,6 +153,35 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true")
 
 
+def _check_keras_output(path: Path, option: str) -> None:
+    from cryoml._errors import CryomlError
+
+    if path.suffix != ".keras":
+        raise CryomlError(
+            f"{option} {path}: networks are saved as .keras; use that suffix (checked before "
+            "training, so no work is lost)."
+        )
+
+
+def _check_masks(masks, args: argparse.Namespace, shape: tuple[int, ...]) -> None:
+    import numpy as np
+
+    from cryoml._errors import CryomlError
+
+    if masks.shape != tuple(shape) and masks.shape[1:] != (args.tile, args.tile):
+        raise CryomlError(
+            f"--masks {args.masks} has shape {masks.shape}; it must be a volume of the shape of "
+            f"{args.tomogram} {tuple(shape)}, or a (P, {args.tile}, {args.tile}) stack, one "
+            "painted tile per positive."
+        )
+    low, high = float(np.min(masks)), float(np.max(masks))
+    if low < 0 or high > 1:
+        raise CryomlError(
+            f"--masks {args.masks} holds values {low:g} … {high:g}; masks must be binary (0 and "
+            "1). For one feature of a label volume, write (labels == k) as the mask first."
+        )
+
+
 def _volume(path: Path):
     from cryoml.io import read_image
 
@@ -174,6 +203,7 @@ def main(args: argparse.Namespace) -> int:
         io.check_writable(args.output, overwrite=args.overwrite)
         image = _volume(args.tomogram)
         masks = io.read_image(args.masks).data
+        _check_masks(masks, args, image.data.shape)
         positives = io.read_coordinates(args.positives)
         negatives = io.read_coordinates(args.negatives) if args.negatives else None
         record = None
@@ -197,6 +227,7 @@ def main(args: argparse.Namespace) -> int:
         trainset.save(args.output, overwrite=args.overwrite)
         print(f"{args.output}: {len(trainset)} tiles ({int(trainset.is_positive.sum())} positive)")
     elif step == "train":
+        _check_keras_output(args.output, "-o/--output")
         io.check_writable(args.output, overwrite=args.overwrite)
         trainset = tomoseg.TrainingSet.load(args.trainset)
         if args.corrections and not (args.continue_from and args.tomogram):
@@ -206,6 +237,12 @@ def main(args: argparse.Namespace) -> int:
             )
         if args.continue_from:
             segmenter = tomoseg.TomoSegmenter.load(args.continue_from, progress=progress)
+            if segmenter.feature != trainset.feature:
+                log.warning(
+                    "continuing network %s ('%s') on %s: the new network is named '%s'",
+                    args.continue_from, segmenter.feature, args.trainset, trainset.feature,
+                )
+                segmenter.feature = trainset.feature
             for key in ("epochs", "batch_size", "learning_rate"):
                 setattr(segmenter, key, getattr(args, key))
             if args.recipe:
@@ -294,6 +331,17 @@ def main(args: argparse.Namespace) -> int:
             tmp.write_text(json.dumps({str(k): v for k, v in table.items()}, indent=1))
         print(f"{args.output} ({table_path})")
     elif step == "extract":
+        if args.average and args.tomogram is None:
+            raise CryomlError("--average needs --tomogram (the volume to cut boxes from).")
+        io.check_writable(args.output, overwrite=args.overwrite)
+        if args.average:
+            from cryoml.io._mrc import MRC_SUFFIXES
+
+            if args.average.suffix.lower() not in MRC_SUFFIXES:
+                raise CryomlError(f"--average {args.average}: the average is written as MRC.")
+            io.check_writable(args.average, overwrite=args.overwrite)
+            if not args.tomogram.is_file():
+                raise CryomlError(f"--tomogram {args.tomogram}: no such file. Check the path.")
         image = io.read_mrc(args.segmentation)
         if args.filament:
             particles = tomoseg.seed_filaments(

@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,8 @@ from cryoml.io._atomic import atomic_path
 __all__ = [
     "Particles",
     "check_boxes_inside",
+    "check_pairing",
+    "coordinate_name",
     "read_coordinates",
     "write_coordinates",
 ]
@@ -183,7 +187,22 @@ def read_coordinates(path: str | os.PathLike, *, box_size: int | None = None) ->
         raise CryomlError(
             f"{path}: unknown coordinate format '{path.suffix}'. Use .box, .json, .star or .csv."
         )
-    particles = reader(path)
+    try:
+        particles = reader(path)
+    except CryomlError as error:
+        if str(path) in str(error):
+            raise
+        raise CryomlError(f"{path}: {error}") from None
+    except UnicodeDecodeError:
+        raise CryomlError(
+            f"{path}: not a text file (binary bytes); a {path.suffix} coordinate file is text. "
+            "Check that this is the right file."
+        ) from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as error:
+        raise CryomlError(
+            f"{path}: cannot read particle coordinates from it ({type(error).__name__}: "
+            f"{error}). Check the file's format against the {path.suffix} conventions."
+        ) from None
     if particles.box_size is None and box_size is not None:
         particles.box_size = int(box_size)
     return particles
@@ -229,6 +248,98 @@ def write_coordinates(
     return path
 
 
+# --- which micrograph a file is for -----------------------------------------------------------
+
+_IMAGE_SUFFIX = re.compile(r"\.(mrcs?|map|rec|st|ali|tiff?|box|star|csv|json)$", re.IGNORECASE)
+
+
+def _stem(name: str) -> str:
+    name = Path(str(name)).name
+    while _IMAGE_SUFFIX.search(name):
+        name = _IMAGE_SUFFIX.sub("", name)
+    return name.lower()
+
+
+def coordinate_name(path: str | os.PathLike) -> tuple[str, bool]:
+    """The micrograph a coordinate file is for, and whether the file states it.
+
+    A STAR file states it in ``rlnMicrographName`` / ``rlnTomoName`` (one value for the whole
+    file); otherwise the file's own name stands for it (``mic04.box`` is for ``mic04``).
+
+    Returns
+    -------
+    name : str
+        Lower-case name without folders or image/coordinate suffixes.
+    stated : bool
+        True when the name comes from inside the file.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".star" and path.is_file():
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            text = ""
+        if "rlnMicrographName" in text or "rlnTomoName" in text:
+            import starfile
+
+            try:
+                content = starfile.read(path, always_dict=True)
+            except Exception:  # unreadable files are refused by read_coordinates itself
+                content = {}
+            for table in content.values():
+                if not isinstance(table, pd.DataFrame):
+                    continue
+                for column in ("rlnMicrographName", "rlnTomoName"):
+                    if column in table and table[column].nunique() == 1:
+                        return _stem(str(table[column].iloc[0])), True
+    return _stem(path.name), False
+
+
+def _agree(a: str, b: str) -> bool:
+    return a == b or a in b or b in a
+
+
+def _conflict(a: str, b: str) -> bool:
+    # Same pattern with other numbers (mic04 / mic05): certainly two micrographs.
+    return re.sub(r"\d+", "#", a) == re.sub(r"\d+", "#", b) and a != b
+
+
+def check_pairing(
+    left: Sequence[str | os.PathLike],
+    right: Sequence[str | os.PathLike],
+    *,
+    left_option: str,
+    right_option: str,
+) -> None:
+    """Refuse pairs (by position) of files that are for different micrographs.
+
+    Names come from :func:`coordinate_name` (for images, the file name). A pair is refused when
+    its names differ and (a) a STAR file states its micrograph, (b) the names follow one pattern
+    with other numbers (``mic04`` / ``mic05``), or (c) one file's name matches another pair's.
+
+    Raises
+    ------
+    CryomlError
+        Naming both files of the first mismatched pair and the option to fix.
+    """
+    lefts = [coordinate_name(p) for p in left]
+    rights = [coordinate_name(p) for p in right]
+    for index, (a, b) in enumerate(zip(lefts, rights, strict=False)):
+        (left_name, left_stated), (right_name, right_stated) = a, b
+        if _agree(left_name, right_name):
+            continue
+        swapped = any(
+            _agree(right_name, other[0]) for j, other in enumerate(lefts) if j != index
+        ) or any(_agree(left_name, other[0]) for j, other in enumerate(rights) if j != index)
+        if left_stated or right_stated or swapped or _conflict(left_name, right_name):
+            raise CryomlError(
+                f"{left_option} file {left[index]} is for micrograph '{left_name}' but the "
+                f"{right_option} file paired with it by position, {right[index]}, is for "
+                f"'{right_name}'. Give the files in the same order, one per micrograph "
+                "(names come from rlnMicrographName in STAR files, else from the file names)."
+            )
+
+
 # --- EMAN2 .box -----------------------------------------------------------------------------
 
 
@@ -247,6 +358,16 @@ def _read_box(path: Path) -> Particles:
         if len(values) < 4:
             raise CryomlError(
                 f"{path}, line {number}: an EMAN2 .box line needs 'x y w h'; got {line.strip()!r}."
+            )
+        if not all(np.isfinite(values)):
+            raise CryomlError(
+                f"{path}, line {number}: NaN or infinite values in {line.strip()!r}; "
+                "coordinates must be finite numbers."
+            )
+        if values[2] <= 0 or values[3] <= 0:
+            raise CryomlError(
+                f"{path}, line {number}: box {len(rows) + 1} has a zero or negative size "
+                f"({values[2:]}); box sizes must be positive."
             )
         rows.append(values)
     table = np.array(rows, dtype=float).reshape(-1, 4)
@@ -358,6 +479,7 @@ def _read_star(path: Path) -> Particles:
     if "rlnCoordinateZ" in table:
         axes.append("rlnCoordinateZ")
     xyz = table[axes].to_numpy(dtype=float)
+    _check_rows_finite(path, xyz, "data row")
     scores = (
         table["rlnAutopickFigureOfMerit"].to_numpy(float)
         if "rlnAutopickFigureOfMerit" in table
@@ -385,6 +507,16 @@ def _write_star(path: Path, particles: Particles, micrograph_name: str | None) -
     starfile.write({"particles": table}, path, overwrite=True)
 
 
+def _check_rows_finite(path: Path, values: np.ndarray, what: str, offset: int = 1) -> None:
+    bad = ~np.all(np.isfinite(values), axis=1)
+    if np.any(bad):
+        first = int(np.flatnonzero(bad)[0])
+        raise CryomlError(
+            f"{path}, {what} {first + offset}: coordinates are empty, NaN or infinite "
+            f"({values[first].tolist()}); {int(bad.sum())} such row(s). Fix or remove them."
+        )
+
+
 # --- CSV ------------------------------------------------------------------------------------
 
 
@@ -404,6 +536,7 @@ def _read_csv(path: Path) -> Particles:
         )
     axes = [a for a in ("x", "y", "z") if a in columns]
     xyz = table[[columns[a] for a in axes]].to_numpy(dtype=float)
+    _check_rows_finite(path, xyz, "row", offset=2)
     box = table[columns["box_size"]].iloc[0] if "box_size" in columns and len(table) else None
     return Particles(
         xyz[:, ::-1],

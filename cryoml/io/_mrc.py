@@ -82,6 +82,8 @@ def read_mrc(
         If the header gives no voxel size (0 Å); cryoml does not guess one.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CryomlError(f"{path} is a folder, not an MRC file. Give the file inside it.")
     if not path.is_file():
         raise CryomlError(f"{path}: no such file. Check the path.")
     if path.stat().st_size == 0:
@@ -89,35 +91,50 @@ def read_mrc(
     if path.suffix.lower() == ".gz":
         mmap = False  # a compressed map cannot be memory-mapped; mrcfile.open decompresses it
     opener = mrcfile.mmap if mmap else mrcfile.open
+    hint = "" if permissive else " (In Python, read_mrc(..., permissive=True) reads it anyway.)"
+    handle = None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore" if not permissive else "default", RuntimeWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
             handle = opener(path, mode="r", permissive=permissive)
-    except ValueError as error:
-        text = str(error)
-        if "too small" in text or "truncated" in text.lower() or "Expected" in text:
-            fix = "the file is truncated; copy or export it again"
-        elif "map ID" in text or "machine stamp" in text:
-            fix = "this is not an MRC file (wrong header)"
-        else:
-            fix = "the header is invalid"
-        raise CryomlError(
-            f"{path}: cannot read as MRC ({text}): {fix}. "
-            "If you trust the data, try permissive=True."
-        ) from None
-    try:
-        if handle.data is None:
-            raise CryomlError(
-                f"{path}: the MRC header could not be matched to data (damaged or truncated file)."
-            )
-        data = handle.data if mmap else np.array(handle.data)
-        if data is not None and _holds_unsigned_bytes(handle.header):
-            data = data.view(np.uint8)  # IMOD's unsigned bytes (mrcfile reads mode 0 signed)
-        voxel = float(handle.voxel_size.x)
-        is_stack = bool(handle.is_image_stack())
-    finally:
-        if not mmap:
+            if handle.data is None:
+                raise CryomlError(
+                    f"{path}: the MRC header could not be matched to data (damaged or truncated "
+                    "file); copy or export it again."
+                )
+            larger = [str(w.message) for w in caught if "larger than expected" in str(w.message)]
+            if larger and not permissive:
+                raise CryomlError(
+                    f"{path}: {larger[0]}: the header's data mode ({int(handle.header.mode)}) "
+                    f"and dimensions do not match the file's size, so the values would be read "
+                    f"as garbage. Re-export the file from the program that wrote it.{hint}"
+                )
+            data = handle.data if mmap else np.array(handle.data)
+            if data is not None and _holds_unsigned_bytes(handle.header):
+                data = data.view(np.uint8)  # IMOD's unsigned bytes (mrcfile reads mode 0 signed)
+            voxel = float(handle.voxel_size.x)
+            is_stack = bool(handle.is_image_stack())
+    except CryomlError:
+        if handle is not None:
             handle.close()
+        raise
+    except (ValueError, OverflowError, MemoryError, OSError, TypeError, IndexError) as error:
+        if handle is not None:
+            handle.close()
+        text = _truncation(path) or _diagnose(str(error))
+        raise CryomlError(f"{path}: cannot read as MRC: {text}.{hint}") from None
+    except Exception as error:  # mrcfile and numpy raise many types on damaged headers
+        if handle is not None:
+            handle.close()
+        raise CryomlError(
+            f"{path}: cannot read as MRC ({type(error).__name__}: {error}); the header is "
+            f"damaged or this is not an MRC file.{hint}"
+        ) from None
+    if not mmap:
+        handle.close()
+    if permissive:  # pass mrcfile's complaints on, once the recording above has ended
+        for message in dict.fromkeys(str(w.message) for w in caught):
+            warnings.warn(f"{path}: {message}", RuntimeWarning, stacklevel=2)
     if data.ndim == 3 and data.shape[0] == 1 and not is_stack:
         data = data[0]
     if data.ndim == 1 or data.ndim > 3:
@@ -126,7 +143,15 @@ def read_mrc(
             "image stacks and 3-D volumes."
         )
     check_array(data, ndim=(2, 3), name="MRC data", finite=check_finite, source=str(path))
-    if voxel <= 0:
+    if not np.isfinite(voxel) or voxel < 0:
+        if not permissive:
+            raise CryomlError(
+                f"{path}: the MRC header gives the voxel size {voxel} Å, which is not a size. "
+                "Fix the header (e.g. IMOD's alterheader, or cryoml.io.write_mrc(..., "
+                f"voxel_size=...)) and read it again.{hint}"
+            )
+        voxel = 0.0
+    if voxel == 0:
         warnings.warn(
             f"{path}: the MRC header gives no voxel size; it is left as None. Set it with "
             "cryoml.io.write_mrc(..., voxel_size=...) or pass the size where it is needed.",
@@ -137,6 +162,55 @@ def read_mrc(
     else:
         voxel_size = voxel
     return Image(data=data, voxel_size=voxel_size, path=path, is_stack=is_stack)
+
+
+_MODE_BYTES = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2, 101: 0.5}
+
+
+def _truncation(path: Path) -> str | None:
+    """Describe a file shorter than its (plausible) header says, or None."""
+    size = path.stat().st_size
+    if size < 1024:
+        return (
+            f"the file has {size} bytes, fewer than an MRC header's 1024: it is truncated or "
+            "not an MRC file"
+        )
+    with open(path, "rb") as handle:
+        header = handle.read(1024)
+    for order in "<>":
+        nx, ny, nz, mode = np.frombuffer(header[:16], dtype=f"{order}i4").tolist()
+        nsymbt = int(np.frombuffer(header[92:96], dtype=f"{order}i4")[0])
+        if mode in _MODE_BYTES and min(nx, ny, nz) > 0 and nsymbt >= 0:
+            expected = 1024 + nsymbt + int(nx * ny * nz * _MODE_BYTES[mode])
+            if size < expected:
+                return (
+                    f"the file has {size} bytes but its header ({nx} x {ny} x {nz}, mode "
+                    f"{mode}) needs {expected}: it is truncated. Copy or export it again"
+                )
+            return None
+    return None
+
+
+def _diagnose(text: str) -> str:
+    """Say what an mrcfile error means for the user."""
+    if "negative" in text.lower() or "overflow" in text.lower():
+        return (
+            f"the header gives a negative or impossibly large dimension ({text}); the file is "
+            "damaged or not an MRC file"
+        )
+    if "Expected" in text or "too small" in text or "truncated" in text.lower():
+        return (
+            f"{text}: the file is shorter than its header's mode and dimensions say. It is "
+            "truncated (copy or export it again), or the header's mode or dimensions are wrong"
+        )
+    if "mode" in text.lower():
+        return f"{text}: the header's data mode is not one MRC defines; the header is damaged"
+    if "map ID" in text or "machine stamp" in text:
+        return f"{text}: this is not an MRC file (wrong header)"
+    return f"{text}: the header is damaged or this is not an MRC file"
+
+
+MRC_SUFFIXES = (".mrc", ".mrcs", ".map", ".rec", ".st", ".ali")
 
 
 def write_mrc(
@@ -166,15 +240,43 @@ def write_mrc(
     -------
     pathlib.Path
         The written file.
+
+    Raises
+    ------
+    CryomlError
+        If the suffix is not an MRC one, the voxel size is not a positive finite number,
+        the file exists (without ``overwrite``) or the disk lacks the space.
     """
+    target = Path(path)
+    if target.suffix.lower() not in MRC_SUFFIXES:
+        raise CryomlError(
+            f"{target}: MRC files end in {', '.join(MRC_SUFFIXES)}; '{target.suffix}' would "
+            "hold MRC bytes under a name that promises another format. Change the suffix."
+        )
     if isinstance(data, Image):
         voxel_size = data.voxel_size if voxel_size is None else voxel_size
         is_stack = data.is_stack if is_stack is None else is_stack
         data = data.data
     array = check_array(data, ndim=(2, 3), name="data to write", finite=False)
+    if voxel_size is not None:
+        try:
+            size = float(voxel_size)
+        except (TypeError, ValueError):
+            size = float("nan")
+        if not np.isfinite(size) or size <= 0:
+            raise CryomlError(
+                f"{target}: voxel_size must be a positive number of Å; got {voxel_size!r}. "
+                "Pass the true size, or None to leave the header's size unset."
+            )
     if array.dtype not in _MRC_DTYPES:
+        if array.dtype.kind == "c":
+            raise CryomlError(
+                f"{target}: MRC holds complex data only as complex64; got {array.dtype}. "
+                "Convert it (array.astype(numpy.complex64)) or write the real part explicitly."
+            )
         array = array.astype(np.float32)
-    with atomic_path(path, overwrite=overwrite) as tmp:
+    nbytes = array.size * array.dtype.itemsize + 1024
+    with atomic_path(path, overwrite=overwrite, size_hint=nbytes) as tmp:
         with mrcfile.new(tmp, overwrite=True) as handle:
             handle.set_data(np.ascontiguousarray(array))
             if is_stack and array.ndim == 3:

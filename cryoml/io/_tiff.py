@@ -55,14 +55,38 @@ def read_tiff(path: str | os.PathLike) -> Image:
         If the file is missing or not a readable TIFF.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CryomlError(f"{path} is a folder, not a TIFF file. Give the file inside it.")
     if not path.is_file():
         raise CryomlError(f"{path}: no such file. Check the path.")
     try:
         with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            samples = int(getattr(page, "samplesperpixel", 1) or 1)
+            if np.dtype(page.dtype).kind == "c":
+                raise CryomlError(
+                    f"{path}: holds complex values ({page.dtype}); cryoml's image steps take "
+                    "real ones and would drop the imaginary part. Save the amplitude or the "
+                    "real part explicitly."
+                )
+            if samples > 1:
+                raise CryomlError(
+                    f"{path}: a colour (RGB/RGBA) or multi-sample TIFF with {samples} values per "
+                    "pixel; cryoml reads grey-scale images and volumes, and would take the "
+                    "colours for slices. Save it as grey scale (one value per pixel; with "
+                    "tifffile: photometric='minisblack')."
+                )
             data = tif.asarray()
             voxel_size = _voxel_size_angstrom(tif)
-    except (tifffile.TiffFileError, ValueError, OSError) as error:
+    except CryomlError:
+        raise
+    except Exception as error:  # tifffile raises many types on damaged files
         raise CryomlError(f"{path}: cannot read as TIFF ({error}).") from None
+    if data.dtype.kind == "c":
+        raise CryomlError(
+            f"{path}: holds complex values ({data.dtype}); cryoml's image steps take real ones "
+            "and would drop the imaginary part. Save the amplitude or the real part explicitly."
+        )
     data = np.squeeze(data) if data.ndim > 3 else data
     check_array(data, ndim=(2, 3), name="TIFF data", source=str(path))
     if voxel_size is None:

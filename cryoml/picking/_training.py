@@ -541,6 +541,7 @@ class ParticlePicker(_PickingMixin):
         box = self.architecture_.box_size
         all_boxes, all_labels, pixel_sizes = [], [], set()
         n_skipped = 0
+        off_edge: list[str] = []
         for index, (micrograph, positive) in enumerate(zip(micrographs, particles, strict=True)):
             data, pixel_size = _as_image(micrograph, f"micrographs[{index}]")
             if pixel_size is not None:
@@ -549,6 +550,9 @@ class ParticlePicker(_PickingMixin):
             centres = _as_centres(positive, f"particles[{index}]")
             pos_boxes, kept = extract_boxes(data, centres, box)
             n_skipped += len(centres) - len(kept)
+            name = getattr(micrograph, "path", None) or f"micrographs[{index}]"
+            off_edge.append(f"{name} ({data.shape[1]}x{data.shape[0]} px): "
+                            f"{len(centres) - len(kept)} of {len(centres)} positive boxes off")
             if negatives is None:
                 n_neg = round(self.negative_ratio * len(centres))
                 neg_centres = sample_negatives(
@@ -572,7 +576,10 @@ class ParticlePicker(_PickingMixin):
         if len(np.unique(labels)) < 2:
             raise CryomlError(
                 "training needs both positive and negative boxes inside the micrographs; got "
-                f"{int(labels.sum())} positive and {int((1 - labels).sum())} negative."
+                f"{int(labels.sum())} positive and {int((1 - labels).sum())} negative. Boxes "
+                f"of {box} px whose centres lie within {box // 2} px of an edge fall off: "
+                f"{'; '.join(off_edge[:5])}. Check that the coordinates belong to these "
+                "micrographs (pixel size, binning, x/y order) and the box size."
             )
         if len(pixel_sizes) > 1:
             raise CryomlError(
@@ -889,8 +896,6 @@ class ParticlePicker(_PickingMixin):
         CryomlError
             If the .keras file or its .json sidecar is missing.
         """
-        import keras
-
         from cryoml.picking.models import DeepEMArchitecture
 
         path = Path(path)
@@ -898,13 +903,23 @@ class ParticlePicker(_PickingMixin):
         for needed in (path, sidecar):
             if not needed.is_file():
                 raise CryomlError(f"{needed}: no such file; a saved picker needs both files.")
-        state = json.loads(sidecar.read_text())
-        params = state["params"]
+        try:
+            state = json.loads(sidecar.read_text())
+            params = state["params"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+            raise CryomlError(
+                f"{sidecar}: not a cryoml picker description ({error}); save pickers with "
+                "ParticlePicker.save() or `cryoml pick train`."
+            ) from None
         for key in ("kernels", "pools", "maps", "sd_quantiles"):
             if params.get(key) is not None:
                 params[key] = tuple(params[key])
         picker = cls(**params)
-        picker.model_ = keras.saving.load_model(path, compile=False)
+        from cryoml._keras_load import load_keras_model
+
+        picker.model_ = load_keras_model(
+            path, what="cryoml picker", how="ParticlePicker.save() or `cryoml pick train`"
+        )
         arch = state["architecture"]
         picker.architecture_ = DeepEMArchitecture(
             arch["box_size"], tuple(arch["kernels"]), tuple(arch["pools"]), tuple(arch["maps"])

@@ -257,8 +257,16 @@ def simulate_micrographs(
             raise CryomlError(f"'{name}' must be between 0 and 1; got {value!r}.")
     rng = check_random_state(random_state)
     views = views or ("top_side" if particle == "klh" else "uniform")
-    projector = _Projector(str(particle), pixel_size)
     shape = (int(shape[0]), int(shape[1]))
+    projector = _Projector(str(particle), pixel_size)
+    # Centres are drawn at least 1.6 radii from the edges.
+    smallest = int(np.ceil(2 * 1.6 * projector.radius / pixel_size)) + 1
+    if min(shape) < smallest:
+        raise CryomlError(
+            f"'shape' {shape} (--shape) is too small for the particle {particle!r}, "
+            f"{2 * projector.radius / pixel_size:.0f} px across at {pixel_size} Å/px: give at "
+            f"least {smallest} px per side, a larger pixel size or a smaller particle."
+        )
     base = ctf_params or CTFParams(defocus=2.0)
     return [
         _one_micrograph(rng, projector, shape, pixel_size, snr, base, views, top_fraction,

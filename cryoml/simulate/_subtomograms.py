@@ -74,6 +74,7 @@ import itertools
 import json
 import logging
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -200,9 +201,13 @@ class SubtomogramSet:
                 with h5py.File(path, "r") as handle:
                     arrays = {k: handle[k][...] for k in ("data", "labels", "rotations", "shifts")}
                     meta = json.loads(handle.attrs["meta"])
-        except (KeyError, OSError, ValueError) as error:
+        except (KeyError, OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            reason = str(error) or type(error).__name__
+            if "allow_pickle" in reason:
+                reason = "it holds Python objects, which cryoml never unpickles"
             raise CryomlError(
-                f"{path}: not a saved SubtomogramSet ({error}). Write it with SubtomogramSet.save."
+                f"{path}: not a saved SubtomogramSet, or truncated ({reason}). Write it with "
+                "SubtomogramSet.save."
             ) from None
         return cls(class_names=list(meta["class_names"]), params=meta["params"], **arrays)
 

@@ -47,8 +47,10 @@ def open_subtomograms(source, labels=None, *, class_names=None):
     CryomlError
         For a missing file, an unknown suffix or a source that is not 4-D.
     """
+    where = "subtomograms"
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
+        where = str(path)
         if not path.is_file():
             raise CryomlError(f"{path}: no such subtomogram file. Check the path.")
         suffix = path.suffix.lower()
@@ -57,7 +59,13 @@ def open_subtomograms(source, labels=None, *, class_names=None):
 
             import h5py
 
-            handle = h5py.File(path, "r")
+            try:
+                handle = h5py.File(path, "r")
+            except OSError as error:
+                raise CryomlError(
+                    f"{path}: not a readable HDF5 subtomogram set ({error}); write sets with "
+                    "SubtomogramSet.save."
+                ) from None
             if "data" not in handle:
                 raise CryomlError(
                     f"{path}: no 'data' dataset; write sets with SubtomogramSet.save."
@@ -74,7 +82,12 @@ def open_subtomograms(source, labels=None, *, class_names=None):
             data, labels = loaded.data, loaded.labels if labels is None else labels
             class_names = class_names or loaded.class_names
         elif suffix == ".npy":
-            data = np.load(path, mmap_mode="r")
+            try:
+                data = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError, EOFError) as error:
+                raise CryomlError(
+                    f"{path}: not a plain numeric .npy array ({_npy_reason(error)})."
+                ) from None
         else:
             raise CryomlError(f"{path}: read subtomograms from .h5, .npz or .npy files.")
     elif hasattr(source, "data") and hasattr(source, "labels") and hasattr(source, "class_names"):
@@ -87,18 +100,51 @@ def open_subtomograms(source, labels=None, *, class_names=None):
         data = np.asarray(data, dtype=np.float32)
     if len(data.shape) != 4:
         raise CryomlError(
-            f"subtomograms must be an (N, Z, Y, X) array; got shape {tuple(data.shape)}."
+            f"{where} must be an (N, Z, Y, X) array; got shape {tuple(data.shape)}."
         )
     if labels is not None:
         labels = np.asarray(labels)
         if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
             raise CryomlError(
-                f"'labels' must be {data.shape[0]} whole numbers (one per subtomogram); got "
-                f"{labels.dtype} of shape {labels.shape}."
+                f"{where}: 'labels' must be {data.shape[0]} whole numbers (one per "
+                f"subtomogram); got {labels.dtype} of shape {labels.shape}."
             )
         if labels.size and labels.min() < 0:
-            raise CryomlError("'labels' must be >= 0 (class indices).")
+            raise CryomlError(f"{where}: 'labels' must be >= 0 (class indices).")
+        if class_names is not None and labels.size and labels.max() >= len(class_names):
+            raise CryomlError(
+                f"{where}: label {int(labels.max())} has no class name; the set names "
+                f"{len(class_names)} classes ({', '.join(map(str, class_names))}). Fix the "
+                "labels or the class names."
+            )
+    bad = _count_nonfinite(data)
+    if bad:
+        raise CryomlError(
+            f"{where} holds {bad} NaN or infinite voxels; replace them (e.g. numpy.nan_to_num) "
+            "or simulate/extract the set again."
+        )
     return data, labels, None if class_names is None else [str(n) for n in class_names]
+
+
+def _npy_reason(error: Exception) -> str:
+    text = str(error)
+    if "allow_pickle" in text or "Object arrays" in text:
+        return "it holds Python objects, which cryoml never unpickles; save a numeric array"
+    return text or type(error).__name__
+
+
+def _count_nonfinite(data, block_bytes: int = 1 << 26) -> int:
+    """NaN/Inf voxels of an in-memory, memory-mapped or HDF5 array, read in blocks."""
+    dtype = np.dtype(getattr(data, "dtype", np.float32))
+    if dtype.kind not in "fc" or data.shape[0] == 0:
+        return 0
+    per_item = max(1, int(np.prod(data.shape[1:])) * dtype.itemsize)
+    step = max(1, block_bytes // per_item)
+    total = 0
+    for start in range(0, data.shape[0], step):
+        block = np.asarray(data[start : start + step])
+        total += int(block.size - np.count_nonzero(np.isfinite(block)))
+    return total
 
 
 def read_batch(data, indices: np.ndarray) -> np.ndarray:

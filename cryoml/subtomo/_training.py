@@ -250,12 +250,18 @@ class SubtomoClassifier:
             For missing labels, fewer than two classes or bad settings.
         """
         settings = self._settings()
+        data_name = str(data) if isinstance(data, (str, os.PathLike)) else None
         data, labels, class_names = open_subtomograms(data, labels, class_names=class_names)
         if labels is None:
             raise CryomlError("'labels' are needed to train (one class index per subtomogram).")
         n_classes = int(max(labels.max() + 1, len(class_names or ())))
-        if n_classes < 2:
-            raise CryomlError("training needs at least two classes in 'labels'.")
+        present = np.unique(labels)
+        if n_classes < 2 or len(present) < 2:
+            where = f"{data_name}: " if data_name else ""
+            raise CryomlError(
+                f"{where}training needs subtomograms of at least two classes; every label is "
+                f"{int(present[0]) if len(present) else 'missing'}. Add the other classes."
+            )
         import keras
 
         rng = check_random_state(self.random_state)
@@ -433,9 +439,17 @@ class SubtomoClassifier:
             Without labels.
         """
         self._check_fitted()
-        data, labels, _ = open_subtomograms(data, labels)
+        where = f"{data}: " if isinstance(data, (str, os.PathLike)) else ""
+        data, labels, names = open_subtomograms(data, labels)
         if labels is None:
-            raise CryomlError("'labels' are needed to evaluate.")
+            raise CryomlError(f"{where}'labels' are needed to evaluate.")
+        n_set = max(int(labels.max(initial=-1)) + 1, len(names or ()))
+        if n_set > self.n_classes_:
+            raise CryomlError(
+                f"{where}the set has {n_set} classes ({', '.join(names or [])}) but the network "
+                f"was trained on {self.n_classes_} ({', '.join(self.class_names_)}); evaluate "
+                "it on a set with the network's classes."
+            )
         predicted = self.predict(data, batch_size=batch_size)
         return classification_report(
             labels, predicted, n_classes=self.n_classes_, class_names=self.class_names_
@@ -488,11 +502,22 @@ class SubtomoClassifier:
                 f"{path}: not a cryoml subtomogram network ({error}); save one with "
                 "SubtomoClassifier.save() or `cryoml subtomo train`."
             ) from None
-        import keras
+        from cryoml._keras_load import check_model_io, load_keras_model
 
+        how = "SubtomoClassifier.save() or `cryoml subtomo train`"
+        needed = ("model", "recipe", "normalize", "settings", "input_shape", "n_classes",
+                  "class_names", "history")
+        if not isinstance(meta, dict) or any(key not in meta for key in needed):
+            raise CryomlError(
+                f"{path}: its cryoml metadata lacks some of {list(needed)}; save the network "
+                f"with {how}."
+            )
+        model = load_keras_model(path, what="cryoml subtomogram network", how=how)
+        check_model_io(model, path, what="subtomogram network", input_rank=5, output_rank=2,
+                       output_units=int(meta["n_classes"]), how=how)
         clf = cls(model=meta["model"], recipe=meta["recipe"], normalize=meta["normalize"],
                   progress=progress)
-        clf.model_ = keras.models.load_model(path, compile=False)
+        clf.model_ = model
         clf.settings_ = meta["settings"]
         clf.input_shape_ = tuple(meta["input_shape"])
         clf.n_classes_ = int(meta["n_classes"])

@@ -622,9 +622,17 @@ class TomoSegmenter:
                 f"{path}: not a cryoml TomoSeg network ({error}); save one with "
                 "TomoSegmenter.save() or `cryoml tomoseg train`."
             ) from None
-        import keras
+        from cryoml._keras_load import check_model_io, load_keras_model
 
-        model = keras.models.load_model(path, compile=False)
+        how = "TomoSegmenter.save() or `cryoml tomoseg train`"
+        model = load_keras_model(path, what="cryoml TomoSeg network", how=how)
+        check_model_io(model, path, what="TomoSeg network", input_rank=4, output_rank=4,
+                       output_units=1, how=how)
+        if not isinstance(meta, dict) or "feature" not in meta or "amplitude" not in meta:
+            raise CryomlError(
+                f"{path}: its cryoml metadata lacks 'feature' or 'amplitude'; save the network "
+                f"with {how}."
+            )
         params = meta.get("params", {})
         architecture = meta.get("architecture", "paper")
         segmenter = cls(

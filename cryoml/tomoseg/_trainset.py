@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -145,10 +146,13 @@ class TrainingSet:
                     ),
                     **meta,
                 )
-        except (KeyError, ValueError, OSError) as error:
+        except (KeyError, ValueError, OSError, EOFError, TypeError, zipfile.BadZipFile) as error:
+            reason = str(error) or type(error).__name__
+            if "allow_pickle" in reason:
+                reason = "it holds Python objects, which cryoml never unpickles"
             raise CryomlError(
-                f"{path}: not a cryoml TomoSeg training set ({error}). Build one with "
-                "cryoml.tomoseg.build_training_set or `cryoml tomoseg buildset`."
+                f"{path}: not a cryoml TomoSeg training set, or truncated ({reason}). Build "
+                "one with cryoml.tomoseg.build_training_set or `cryoml tomoseg buildset`."
             ) from None
 
 

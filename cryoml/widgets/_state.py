@@ -581,6 +581,9 @@ class MaskPainterState(Observable):
         undo; with ``resume=True`` an existing file is loaded.
     resume : bool, default True
         Continue from masks saved at ``path``.
+    overwrite : bool, default False
+        With ``resume=False``, replace an existing file at ``path`` (at the first stroke)
+        instead of refusing.
     undo_depth : int, default 50
         Strokes that can be undone.
     voxel_size : float, optional
@@ -607,6 +610,7 @@ class MaskPainterState(Observable):
         pen_size: float = 5.0,
         path: str | os.PathLike | None = None,
         resume: bool = True,
+        overwrite: bool = False,
         undo_depth: int = 50,
         voxel_size: float | None = None,
     ) -> None:
@@ -635,8 +639,16 @@ class MaskPainterState(Observable):
         if self.path is not None:
             if self.path.suffix.lower() not in (".mrc", ".npz"):
                 raise CryomlError(f"{self.path}: masks are saved as .mrc or .npz.")
+            if self.path.is_dir():
+                raise CryomlError(f"{self.path} is a folder; give a .mrc or .npz file name.")
             if self.path.exists() and resume:
                 self._load()
+            elif self.path.exists() and not overwrite:
+                # The first stroke would replace the painted masks with this fresh set.
+                raise CryomlError(
+                    f"{self.path} already exists; pass resume=True to continue from it, "
+                    "overwrite=True to start afresh, or choose another path."
+                )
 
     @classmethod
     def from_boxes(
