@@ -64,12 +64,14 @@ def test_a_killed_worker_leaves_no_partial_output_and_every_file_finishes(inputs
     manifest = json.loads((out / MANIFEST_NAME).read_text())["files"]
     assert len(manifest) == 4
 
-    # A second run skips everything; touching one input reprocesses only that one.
+    # A second run with the same options skips everything (other options would rerun every
+    # file: the manifest is keyed on them); touching one input reprocesses only that one.
     again = run_batch(
         double_volume,
         [str(inputs / "*.npy")],
         out_dir=out,
         suffix="_x2.npy",
+        options={"crash_marker": str(tmp_path / "crashed")},
         n_workers=1,
         progress=False,
     )
@@ -81,6 +83,7 @@ def test_a_killed_worker_leaves_no_partial_output_and_every_file_finishes(inputs
         out_dir=out,
         suffix="_x2.npy",
         n_workers=1,
+        options={"crash_marker": str(tmp_path / "crashed")},
         progress=False,
     )
     assert [Path(r["input"]).name for r in third.done] == ["t2.npy"]
