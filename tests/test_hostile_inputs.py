@@ -950,6 +950,7 @@ def test_batch_resume_reruns_when_the_network_or_an_option_changed(tmp_path, mon
                        "retrained": "reruns"}
 
 
+@pytest.mark.filterwarnings("ignore:network 'ribosome' gives nearly the same output")
 def test_continued_network_takes_the_training_sets_feature_name(tmp_path):
     from cryoml.tomoseg import TomoSegmenter, TrainingSet
 

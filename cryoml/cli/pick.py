@@ -274,7 +274,7 @@ def _check_pairs(paths, micrographs, name):
         )
     from cryoml.io._coordinates import check_pairing
 
-    check_pairing([image.path for image in micrographs], paths, left_option="micrograph",
+    check_pairing([getattr(m, "path", m) for m in micrographs], paths, left_option="micrograph",
                   right_option=name)
 
 
@@ -401,6 +401,10 @@ def main(args: argparse.Namespace) -> int:
 
         if args.all_candidates and args.threshold is not None:
             raise CryomlError("--all-candidates writes every score; drop --threshold.")
+        if args.out_dir is not None and args.out_dir.exists() and not args.out_dir.is_dir():
+            raise CryomlError(
+                f"--out-dir {args.out_dir} is a file, not a folder; give a folder for the picks."
+            )
         picker = _load_model(args.model)
         if args.threshold is None and not args.all_candidates:
             calibrated = picker.calibration_ is not None
