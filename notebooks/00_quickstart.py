@@ -24,7 +24,7 @@ from pathlib import Path
 
 from cryoml import io, preprocess
 from cryoml.datasets import reference_data
-from cryoml.widgets import SliceViewer, setup_notebook
+from cryoml.widgets import SliceViewer, headline, setup_notebook
 
 backend = setup_notebook()  # live ipympl figures in JupyterLab; static figures when run headless
 
@@ -102,6 +102,7 @@ written = io.write_mrc(OUT / "tomogram_preprocessed.mrc", clean, voxel_size=reco
                        overwrite=True)
 (OUT / "preprocess.json").write_text(json.dumps(record.to_dict(), indent=1))
 print("wrote", written)
+headline(source=source, shape=list(clean.shape), voxel_size=round(record.voxel_size, 3))
 
 # %% [markdown]
 # ## Next
