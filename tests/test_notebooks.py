@@ -108,7 +108,7 @@ def test_notebook_runs_headless_in_quick_mode(notebook, tmp_path, monkeypatch):
     headline = read_headline(result["path"])
     failures = floor_failures(notebook.stem, headline)
     assert not failures, f"{notebook.name}: " + "; ".join(failures) + f" (headline {headline})"
-    texts = [output.get("text", "") for cell in executed["cells"]
+    texts = ["".join(output.get("text", "")) for cell in executed["cells"]
              for output in cell.get("outputs", []) if output.get("output_type") == "stream"]
     noise = [t for t in texts if any(word in t for word in _NOISE)]
     assert not noise, f"{notebook.name} prints start-up or retracing noise: {noise[0][:300]}"
