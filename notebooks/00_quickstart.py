@@ -70,7 +70,7 @@ print(f"{source}: shape (Z, Y, X) = {tomogram.data.shape}, {tomogram.voxel_size:
 clean, record = preprocess.preprocess(
     tomogram.data, voxel_size=tomogram.voxel_size, lowpass=30.0, highpass=4000.0, clamp_sd=3.0
 )
-print(record.to_dict())
+print(", ".join(f"{key} {value}" for key, value in record.to_dict().items()))
 print(f"mean {clean.mean():.3f}, s.d. {clean.std():.3f}, range {clean.min():.2f}…{clean.max():.2f}")
 
 # %% [markdown]

@@ -117,7 +117,9 @@ if sum(picker.state.counts().values()) == 0:
                                                 tile_size=TILE, random_state=SEED)
     picker.state.add_boxes(positives, name="positive")
     picker.state.add_boxes(negatives, name="negative")
-print(picker.state.counts(), "saved in", [p.name for p in picker.state.paths().values()])
+counts = picker.state.counts()
+print(f"{counts['positive']} positive and {counts['negative']} negative boxes, saved in",
+      ", ".join(p.name for p in picker.state.paths().values()))
 
 # %% [markdown]
 # ## 4. Paint the masks of the positive tiles

@@ -73,7 +73,8 @@ class DevTools:
     def __init__(self, websocket_url: str) -> None:
         import websocket
 
-        self.socket = websocket.create_connection(websocket_url, timeout=60)
+        # Generous: during Run All of a training notebook two busy cores can stall the page.
+        self.socket = websocket.create_connection(websocket_url, timeout=240)
         self.next_id = 0
 
     def call(self, method: str, **params):
