@@ -15,17 +15,23 @@ One run, one JSON (``$OUT/probe.json``, or /tmp/probe.json, and printed last):
   a reader thread and a writer thread) for each output type; the ratio of each run to its
   floor; all extrapolated to 1,024 slices. The input's pages are dropped from the page cache
   (``posix_fadvise``) before each run so reads come from the disk.
-* ``subtomo``: Inception3D and DSRF3D (23 classes, 40³): on-device ceiling (jitted, input on
-  the device), the old host-fed path (``predict_on_batch`` on host arrays), the pieces (host
-  feed: standardising a batch; transfer: ``device_put`` of float32 and bfloat16 batches;
-  network), and the library's pipelined path (``predict_batches``: prefetched, double-buffered
-  ``device_put`` in bfloat16 when the network computes in it), with its ratio to the ceiling.
+* ``subtomo``: Inception3D and DSRF3D (23 classes, 40³, raw volumes with a scale and an
+  offset per subtomogram): on-device ceiling (jitted, standardised input on the device), the
+  same with the standardisation in the call (raw input on the device); the library path
+  (``predict_batches``: raw float32 read, a view for consecutive subtomograms, prefetched and
+  double-buffered ``device_put``, standardised inside the compiled call) with its ratio to the
+  ceiling, beside the old numbers: session 7's path (standardised on the host, then the same
+  pipelined feed in bfloat16 when the network computes in it), the raw-input path
+  (``normalize=False``), the old batch-by-batch loop and ``predict_on_batch`` on host arrays;
+  the agreement of the new and old outputs; the pieces (host feed old and new; transfer:
+  ``device_put`` of float32 and bfloat16 batches; host bfloat16 cast; network).
 
 ``--quick`` shrinks everything (256² slices, 4 slices, small batches) to check the script on a
 CPU. ``--sections`` picks sections (default: tomoseg_device tomoseg_files subtomo).
 
     KERAS_BACKEND=jax python benchmarks/gpu_breakdown.py            # one H200, ~5 min
     KERAS_BACKEND=jax python benchmarks/gpu_breakdown.py --quick    # CPU smoke test
+    KERAS_BACKEND=jax python benchmarks/gpu_breakdown.py --sections subtomo   # inference only
 """
 
 from __future__ import annotations
@@ -275,14 +281,20 @@ def tomoseg_files(results: dict, segmenter, size: int, n_slices: int) -> None:
 def subtomo(results: dict, quick: bool) -> None:
     import jax
     import keras
+    import ml_dtypes
 
     from cryoml.subtomo._data import make_batches, standardize
-    from cryoml.subtomo._training import _jitted_predict, predict_batches
+    from cryoml.subtomo._training import (
+        _jitted_predict,
+        _predict_pipelined,
+        _standardising,
+        predict_batches,
+    )
     from cryoml.subtomo.models import build_model
 
     box = 16 if quick else 40
     configs = (
-        [("dsrf3d", "bfloat16", 64)]
+        [("dsrf3d", "bfloat16", 16), ("inception3d", "float32", 16)]
         if quick
         else [
             ("inception3d", "bfloat16", 2048),
@@ -292,52 +304,91 @@ def subtomo(results: dict, quick: bool) -> None:
         ]
     )
     n_batches = 3 if quick else 8
-    out: dict = {}
+    out: dict = {
+        "box": box,
+        "batches_per_run": n_batches,
+        "note": "raw float32 volumes in host memory; 'library_*' runs cover every batch",
+    }
     rng = np.random.default_rng(0)
     largest = max(batch for _, _, batch in configs)
     pool = rng.standard_normal((largest * n_batches, box, box, box), dtype=np.float32)
+    pool *= rng.uniform(0.5, 4.0, (len(pool), 1, 1, 1)).astype(np.float32)  # raw: scale, offset
+    pool += rng.uniform(-50.0, 50.0, (len(pool), 1, 1, 1)).astype(np.float32)
     for name, precision, batch in configs:
         keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
         model = build_model(name, (box, box, box), 23)
         keras.config.set_dtype_policy("float32")
         data = pool[: batch * n_batches]
         x = standardize(data[:batch])[..., None].astype(np.float32)
-        call = _jitted_predict(model)  # the library's compiled function: compiled once here
-        trainable = [v.value for v in model.trainable_variables]
-        other = [v.value for v in model.non_trainable_variables]
+        raw = np.ascontiguousarray(data[:batch])[..., None]
 
-        def forward(batch_on_device, call=call, trainable=trainable, other=other):
-            return call(trainable, other, batch_on_device)
+        def device_time(net, batch_on_host):
+            call = _jitted_predict(net)  # the library's compiled function: compiled once here
+            trainable = [v.value for v in net.trainable_variables]
+            other = [v.value for v in net.non_trainable_variables]
+            on_device = jax.device_put(batch_on_host)
+            return t_loop(lambda: call(trainable, other, on_device).block_until_ready(), 5)
 
-        on_device = jax.device_put(x)
-        device = t_loop(lambda: forward(on_device).block_until_ready(), 5)  # noqa: B023
+        device = device_time(model, x)  # the ceiling: standardised input already on the device
+        device_std = device_time(_standardising(model), raw)  # + standardising on the device
         host = t_loop(lambda: np.asarray(model.predict_on_batch(x)), 3)  # noqa: B023
-        batches = make_batches(data, np.arange(len(data)), batch_size=batch)
-        feed = t_loop(lambda: batches[1][0], 3)  # noqa: B023
+        old_batches = make_batches(data, np.arange(len(data)), batch_size=batch)
+        new_batches = make_batches(data, np.arange(len(data)), batch_size=batch, normalize=False)
+        feed_old = t_loop(lambda: old_batches[1][0], 3)  # noqa: B023
+        feed_new = t_loop(lambda: new_batches[1][0], 3)  # noqa: B023
         put32 = t_loop(lambda: jax.device_put(x).block_until_ready(), 3)  # noqa: B023
-        import ml_dtypes
-
         xb = x.astype(ml_dtypes.bfloat16)
         put16 = t_loop(lambda: jax.device_put(xb).block_until_ready(), 3)  # noqa: B023
         cast = t_loop(lambda: x.astype(ml_dtypes.bfloat16), 3)  # noqa: B023
-        predict_batches(model, data[: 2 * batch], batch_size=batch)  # warm-up
-        start = time.perf_counter()
-        predict_batches(model, data, batch_size=batch)
-        piped = (time.perf_counter() - start) / n_batches
+
+        def timed(run):
+            start = time.perf_counter()
+            values = run()
+            return (time.perf_counter() - start) / n_batches, values
+
+        def new_path(model=model, data=data, batch=batch):
+            # The library path: raw float32 shipped, standardised in the compiled call.
+            return predict_batches(model, data, batch_size=batch)
+
+        def old_path(model=model, batches=old_batches):
+            # Session 7's path: standardised on the host, then the same pipelined feed.
+            return np.concatenate(list(_predict_pipelined(model, batches, range(n_batches))))
+
+        def raw_input_path(model=model, data=data, batch=batch):
+            # Raw-input networks (normalize=False): unchanged, bfloat16 cast on the host.
+            return predict_batches(model, data, batch_size=batch, normalize=False)
+
+        # Warm-ups: the standardising wrapper (float32 input), and the network with the input
+        # dtype of the old and raw-input paths (bfloat16 for a bfloat16 network).
+        predict_batches(model, data[: 2 * batch], batch_size=batch)
+        predict_batches(model, data[: 2 * batch], batch_size=batch, normalize=False)
+        new, new_out = timed(new_path)
+        old_piped, old_out = timed(old_path)
+        raw_path, _ = timed(raw_input_path)
         old_start = time.perf_counter()
         for i in range(n_batches):
-            np.asarray(model.predict_on_batch(batches[i][0]))
-        old = (time.perf_counter() - old_start) / n_batches
+            np.asarray(model.predict_on_batch(old_batches[i][0]))
+        old_loop = (time.perf_counter() - old_start) / n_batches
         key = f"{name}_{precision}_b{batch}"
         out[key] = {
             "device_per_s": round(batch / device),
+            "device_with_standardisation_per_s": round(batch / device_std),
+            "library_per_s": round(batch / new),
+            "library_over_ceiling": round(device / new, 3),
+            "library_old_host_standardised_pipelined_per_s": round(batch / old_piped),
+            "old_over_ceiling": round(device / old_piped, 3),
+            "library_raw_input_per_s": round(batch / raw_path),
+            "raw_input_over_ceiling": round(device / raw_path, 3),
+            "library_old_loop_per_s": round(batch / old_loop),
             "host_fed_predict_on_batch_per_s": round(batch / host),
-            "library_old_loop_per_s": round(batch / old),
-            "library_pipelined_per_s": round(batch / piped),
-            "pipelined_over_ceiling": round(device / piped, 3),
+            "agreement_new_vs_old_max_abs": float(np.abs(new_out - old_out).max()),
+            "argmax_agreement_new_vs_old": float(
+                np.mean(new_out.argmax(1) == old_out.argmax(1))),
             "pieces_s_per_batch": {
                 "network_on_device": round(device, 4),
-                "feed_standardise": round(feed, 4),
+                "network_with_standardisation_on_device": round(device_std, 4),
+                "feed_old_read_and_standardise": round(feed_old, 4),
+                "feed_new_read_raw": round(feed_new, 5),
                 "put_float32": round(put32, 4),
                 "put_bfloat16": round(put16, 4),
                 "cast_to_bfloat16_host": round(cast, 4),
@@ -367,7 +418,8 @@ def main(argv=None) -> int:
         "quick": bool(args.quick),
     }
     size = 256 if args.quick else 4096
-    segmenter = make_segmenter()
+    if {"tomoseg_device", "tomoseg_files"} & set(args.sections):
+        segmenter = make_segmenter()
     if "tomoseg_device" in args.sections:
         tomoseg_device(results, segmenter, size, args.quick)
     if "tomoseg_files" in args.sections:

@@ -54,8 +54,8 @@ def measure(model_name: str, n_train: int, n_infer: int, batch: int, n_classes: 
         out = model.predict_on_batch(xi)
     np.asarray(out)
     infer_per_s = n_batches * batch / (time.perf_counter() - start)
-    # The library path (cryoml.subtomo.SubtomoClassifier.transform): batches read and
-    # standardised on the CPU, then the network.
+    # The library path (cryoml.subtomo.SubtomoClassifier.transform): raw batches read on the
+    # CPU, standardised inside the compiled network call.
     from cryoml.subtomo._training import predict_batches
 
     volumes = rng.normal(size=(min(n_batches, 40) * batch, 40, 40, 40)).astype(np.float32)

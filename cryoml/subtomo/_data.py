@@ -148,8 +148,15 @@ def _count_nonfinite(data, block_bytes: int = 1 << 26) -> int:
 
 
 def read_batch(data, indices: np.ndarray) -> np.ndarray:
-    """Read ``data[indices]`` as float32 (sorted reads, as h5py needs; original order back)."""
+    """Read ``data[indices]`` as float32 (sorted reads, as h5py needs; original order back).
+
+    A run of consecutive indices is read as one slice: from an in-memory (or memory-mapped)
+    float32 array that is a view, not a copy, so the batch must not be written into.
+    """
     indices = np.asarray(indices)
+    if indices.ndim == 1 and len(indices) and _is_run(indices):
+        start = int(indices[0])
+        return np.asarray(data[start : start + len(indices)], dtype=np.float32)
     if isinstance(data, np.ndarray) and not isinstance(data, np.memmap):
         return np.asarray(data[indices], dtype=np.float32)  # in memory: gather in place
     order = np.argsort(indices, kind="stable")
@@ -172,6 +179,51 @@ def standardize(batch: np.ndarray) -> np.ndarray:
     std = np.sqrt(np.einsum("ij,ij->i", out, out) / max(flat.shape[1], 1))
     out *= (1.0 / np.maximum(std, 1e-6)).astype(np.float32)[:, None]
     return out.reshape(batch.shape)
+
+
+def _is_run(indices: np.ndarray) -> bool:
+    """Whether ``indices`` are consecutive and increasing (i, i + 1, ..., i + n - 1)."""
+    return bool(
+        indices[0] >= 0
+        and indices[-1] - indices[0] == len(indices) - 1
+        and (len(indices) == 1 or np.all(np.diff(indices) == 1))
+    )
+
+
+def standardize_layer(name: str = "standardize"):
+    """A Keras layer doing :func:`standardize` (zero mean, unit s.d. per sample) in float32.
+
+    Put in front of a network it moves the standardisation into the compiled call, on the
+    device: the host only reads raw volumes and ships them in float32 (raw values in
+    bfloat16 would lose the signal of data with an offset; the network's first layer casts
+    the standardised values to its compute dtype, as host-standardised ones were cast). The
+    mean is taken after subtracting each sample's first value, so a large offset costs no
+    float32 accuracy.
+    """
+    return _standardize_layer_class()(name=name, dtype="float32")
+
+
+@functools.lru_cache(maxsize=1)
+def _standardize_layer_class():
+    import keras
+    from keras import ops
+
+    class Standardize(keras.layers.Layer):
+        """Zero mean, unit standard deviation per sample (float32), as ``standardize``."""
+
+        def call(self, inputs):
+            x = ops.cast(inputs, "float32")
+            axes = tuple(range(1, len(x.shape)))
+            first = x[(slice(None),) + (slice(0, 1),) * len(axes)]
+            shifted = x - first
+            centred = shifted - ops.mean(shifted, axis=axes, keepdims=True)
+            std = ops.sqrt(ops.mean(ops.square(centred), axis=axes, keepdims=True))
+            return centred * (1.0 / ops.maximum(std, 1e-6))
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    return Standardize
 
 
 @functools.lru_cache(maxsize=1)

@@ -17,7 +17,8 @@ one of two sets with ``modern`` (0.043; 0.955 in the other); DSRF3D learns
 with ``paper`` on standardised input (0.968) but stayed at chance (0.043) with ``modern``.
 :meth:`SubtomoClassifier.fit` warns when the best epoch is no better than chance.
 
-Each subtomogram is standardised (zero mean, unit s.d.) before it enters the network. Data are
+Each subtomogram is standardised (zero mean, unit s.d.) before it enters the network: on the
+host for training, inside the compiled network call (on the device) for inference. Data are
 fed by a :class:`keras.utils.PyDataset` reading one batch at a time from an array, a memory map
 or an HDF5 dataset, so on-disk sets larger than RAM train too. A random ``validation_fraction``
 is held out; the weights with the lowest validation loss are kept (also on Ctrl-C), and with
@@ -41,7 +42,12 @@ from cryoml._keras_fit import fit_keeping_best
 from cryoml._validation import check_random_state, check_training_settings
 from cryoml.distribute import batch_multiple
 from cryoml.io._atomic import atomic_path
-from cryoml.subtomo._data import AUGMENTATIONS, make_batches, open_subtomograms
+from cryoml.subtomo._data import (
+    AUGMENTATIONS,
+    make_batches,
+    open_subtomograms,
+    standardize_layer,
+)
 from cryoml.subtomo.models import MODELS, build_model
 
 __all__ = ["RECIPES", "SubtomoClassifier", "classification_report"]
@@ -530,12 +536,21 @@ def predict_batches(
     model, data, *, batch_size: int = 256, normalize: bool = True, progress: bool = False
 ) -> np.ndarray:
     """Run ``model`` over (N, Z, Y, X) subtomograms batch by batch (constant batch shape, so
-    compiled backends compile once); returns (N, ...) float32."""
+    compiled backends compile once); returns (N, ...) float32.
+
+    With ``normalize`` each subtomogram is standardised (zero mean, unit s.d.) inside the
+    compiled call, on the device (:func:`_standardising`): the host only reads the raw
+    volumes (a view, for consecutive subtomograms of an in-memory float32 array) and ships
+    them in float32. Standardising 2048 40³ volumes on the host took ~0.6 s, five times
+    the network's time on an H200, and bounded host-fed inference.
+    """
     n = int(data.shape[0])
     multiple = batch_multiple()
     batch_size = -(-int(batch_size) // multiple) * multiple  # split evenly over the devices
-    batches = make_batches(data, np.arange(n), batch_size=batch_size, normalize=normalize,
+    batches = make_batches(data, np.arange(n), batch_size=batch_size, normalize=False,
                            pad_last=n > batch_size, multiple=multiple)
+    if normalize:
+        model = _standardising(model)
     parts = []
     iterator = range(len(batches))
     if progress and len(batches) > 4:
@@ -543,7 +558,9 @@ def predict_batches(
 
         iterator = tqdm(iterator, desc="inference", unit="batch")
     if multiple == 1 and _jax_backend():
-        return np.concatenate(list(_predict_pipelined(model, batches, iterator)))[:n]
+        dtype = np.dtype(np.float32) if normalize else _input_dtype(model)
+        pipelined = _predict_pipelined(model, batches, iterator, dtype=dtype)
+        return np.concatenate(list(pipelined))[:n]
     for item in iterator:
         parts.append(np.asarray(model.predict_on_batch(batches[item][0]), dtype=np.float32))
     return np.concatenate(parts)[:n]
@@ -568,6 +585,23 @@ def _input_dtype(model):
     return np.dtype(np.float32)
 
 
+def _standardising(model):
+    """``model`` behind a float32 standardisation layer (:func:`standardize_layer`): one
+    Keras model, so every backend compiles the standardisation into the network call. Built
+    once and kept on ``model`` (behind a function, which Keras neither tracks nor saves); it
+    shares ``model``'s variables."""
+    holder = getattr(model, "_cryoml_standardising", None)
+    if holder is not None:
+        return holder()
+    import keras
+
+    inputs = keras.Input(tuple(model.inputs[0].shape[1:]), dtype="float32", name="raw")
+    wrapped = keras.Model(inputs, model(standardize_layer()(inputs)),
+                          name=f"{model.name}_standardised")
+    model._cryoml_standardising = lambda: wrapped
+    return wrapped
+
+
 def _jitted_predict(model):
     """``model`` as one jitted function of (trainable, non-trainable, batch); kept on it."""
     call = getattr(model, "_cryoml_jitted_predict", None)
@@ -579,14 +613,15 @@ def _jitted_predict(model):
     return call
 
 
-def _predict_pipelined(model, batches, items, *, depth: int = 2):
+def _predict_pipelined(model, batches, items, *, depth: int = 2, dtype=None):
     """Yield the outputs of ``model`` on ``batches[item][0]`` (JAX, one device), pipelined.
 
     Host-fed inference was bound by the host: each ``predict_on_batch`` prepares the batch,
     copies it to the device and waits for the result in series. Here two threads prepare and
-    copy the next ``depth`` batches (in bfloat16 when the network computes in it: half the
-    bytes over PCIe) while the device works, and each result is fetched only after the next
-    batch has been dispatched, so the device is never idle waiting for the host.
+    copy the next ``depth`` batches while the device works, and each result is fetched only
+    after the next batch has been dispatched, so the device is never idle waiting for the
+    host. Batches go over in ``dtype``; by default bfloat16 when the network computes in it
+    (half the bytes over PCIe), which suits inputs already standardised.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -595,7 +630,7 @@ def _predict_pipelined(model, batches, items, *, depth: int = 2):
     call = _jitted_predict(model)
     trainable = [v.value for v in model.trainable_variables]
     other = [v.value for v in model.non_trainable_variables]
-    dtype = _input_dtype(model)
+    dtype = _input_dtype(model) if dtype is None else np.dtype(dtype)
 
     def load(item):
         return jax.device_put(np.asarray(batches[item][0]).astype(dtype, copy=False))
