@@ -61,7 +61,12 @@ FLOORS: dict[str, dict[str, float | Callable[[dict[str, Any]], list[str]]]] = {
 # Floors a story still misses, measured and tracked in an open issue: the test reports them as
 # expected failures (and fails again for any other miss). Remove an entry when it is met.
 KNOWN_MISSES: dict[str, dict[str, Any]] = {
-    "04_deepem_picking": {"keys": {"ap"}, "why": "issue 19 (QUICK AP 0.46 measured, floor 0.7)"},
+    "04_deepem_picking": {
+        "keys": {"heldout_accuracy"},
+        "why": "issue 19 (QUICK held-out balanced accuracy 0.75 measured after the hard-negative "
+        "round, floor 0.8: flagged particles taught as negatives make the network cautious on "
+        "particles at 0.5, while AP on the test micrographs is 0.77)",
+    },
     "05_method_comparison": {
         "keys": {"TomoSeg"},
         "why": "issues 15/20 (QUICK TomoSeg trained from scratch in 15 CPU epochs stays below "

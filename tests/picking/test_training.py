@@ -156,3 +156,51 @@ def test_saved_picker_loads_and_scores_the_same(trained_picker, toy_set, tmp_pat
     assert loaded.sd_band_ == pytest.approx(trained_picker.sd_band_)
     with pytest.raises(CryomlError, match="exists"):
         trained_picker.save(tmp_path / "picker.keras")
+
+
+def test_positives_get_shifted_copies_held_out_together_and_balanced_negatives(toy_set):
+    picker = ParticlePicker(48, epochs=1, jitter=3, jitter_copies=2, validation_fraction=0.3,
+                            random_state=0, progress=False)
+    picker.fit([toy_set[0].image], [toy_set[0].particles])
+    labels, boxes = picker.training_labels_, picker.training_boxes_
+    n_particles = len(toy_set[0].particles)
+    positives = boxes[labels == 1]
+    assert len(positives) == 3 * n_particles  # every particle inside, centred + 2 shifted
+    assert (labels == 0).sum() == len(positives)  # the random negatives grow with the copies
+    centred, shifted = positives[:n_particles], positives[n_particles:]
+    # copies are the same particle moved by 1-3 px, not the centred box again
+    assert not any(np.array_equal(centred[i % n_particles], s) for i, s in enumerate(shifted))
+    # copies of a held-out particle are never trained on
+    held_out = picker._validation_mask[labels == 1]
+    for i in range(n_particles):
+        assert held_out[i] == held_out[n_particles + i] == held_out[2 * n_particles + i]
+
+
+def test_jitter_defaults_follow_the_recipe(toy_set):
+    modern = ParticlePicker(48, particle_diameter=20, random_state=0, progress=False)
+    paper = ParticlePicker(48, recipe="paper", random_state=0, progress=False)
+    modern.architecture_ = modern._validate_parameters()
+    paper.architecture_ = paper._validate_parameters()
+    assert modern.jitter_ == min(modern.architecture_.stride / 2, 2.0)
+    assert paper.jitter_ == 0.0  # the published recipe: centred boxes only
+    with pytest.raises(CryomlError, match="jitter_copies"):
+        ParticlePicker(48, jitter_copies=-1).fit([toy_set[0].image], [toy_set[0].particles])
+
+
+def test_held_out_accuracy_is_balanced_over_particles_and_background():
+    rng = np.random.default_rng(0)
+    boxes = rng.normal(size=(120, 48, 48)).astype(np.float32)
+    boxes[:30] += 3.0  # 30 easy particles against 90 background boxes
+    labels = np.r_[np.ones(30), np.zeros(90)]
+    picker = ParticlePicker(48, epochs=1, validation_fraction=0.5, random_state=0,
+                            progress=False)
+    picker.fit_boxes(boxes, labels)
+    from cryoml.picking._training import _rotations
+
+    held_boxes = boxes[picker._validation_mask]
+    held = np.tile(labels[picker._validation_mask], 4)
+    right = (picker._predict(_rotations(held_boxes)[..., None]) >= 0.5) == (held == 1)
+    balanced = np.mean([right[held == c].mean() for c in (0, 1)])
+    assert picker.validation_accuracy_ == pytest.approx(balanced)
+    if right[held == 0].mean() != right[held == 1].mean():  # else both measures agree anyway
+        assert picker.validation_accuracy_ != pytest.approx(right.mean())
