@@ -18,11 +18,29 @@ every seed, the mean and the worst.
 Also: a real-data check — a microtubule network trained on 13pf_MT.tif, applied to 14pf_MT.tif,
 Dice against a mask derived from the volume itself (see ``derive_mt_mask``), per architecture.
 
+Besides the protocol's figures, every round records (chosen on tomogram A only, scored on B):
+the threshold that maximises each feature's own Dice (``feature_thresholds``) and the merged Dice
+with those per-feature cuts (``dice_visible_feature_thresholds``); the ribosome picking cut and
+least component mass that maximise F1 (``ribosome_picking_tuned``); and ``timings`` (seconds of
+training, corrections, application and scoring).
+
 Prints one JSON object; PNGs go to outputs/benchmarks/.
 
     python benchmarks/tomoseg_accuracy.py --quick                # CPU, the notebook's sizes
     KERAS_BACKEND=jax python benchmarks/tomoseg_accuracy.py      # full: 96×384×384, 3 seeds
     ... --architectures unet --seeds 0 1 2 --rounds 2 --cells cells.npz  # pieces, in parallel
+    ... --architectures unet --set n_neighbours=2 --set epochs=120 --tag n2e120  # a variant
+
+``--set KEY=VALUE`` (repeatable) overrides a setting for this run only and is recorded under
+``settings`` (with ``overrides``): network and training keys (``epochs``, ``filters``,
+``learning_rate``, ``batch_size``, ``depth``, ``n_neighbours`` — 2.5D, the slice and k slices
+above and below as channels —, ``patience``, ``validation_fraction``, ``kernel_size``, ``copies``)
+apply to every architecture of the run, or to one feature as ``microtubule.n_neighbours=3``;
+``correction_epochs``, ``correction_learning_rate`` (default: the training rate) and the
+simulated user's ``positives`` / ``negatives`` (the protocol's 10 and 100; changing them is
+exploration, flagged ``protocol_changed``) apply to the run. ``--tag`` goes into the PNG names
+(and the default JSON name) so that parallel runs keep their own files. ``--smoke`` keeps every
+override's structure but cuts epochs, filters and copies down.
 """
 
 from __future__ import annotations
@@ -44,6 +62,15 @@ FEATURES = ("membrane", "microtubule", "ribosome")
 DISTRACTORS = ("membrane", "microtubule", "ribosome", "complex", "gold", "carbon")
 RIBOSOME_DIAMETER_A = 250.0
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2, 1.5)
+PICK_THRESHOLDS = (0.5, 0.8, 1.0, 1.2, 1.5)
+PICK_MIN_MASS = (20, 200, 500, 1000, 2000)  # voxels; a ribosome's label: ~3,400 at 10 Å
+PROTOCOL = {"positives": 10, "negatives": 100}
+# --set keys: of the networks (per architecture, or per feature as FEATURE.KEY) and of the run.
+ARCH_KEYS = {"epochs": int, "filters": int, "learning_rate": float, "batch_size": int,
+             "depth": int, "n_neighbours": int, "patience": int, "validation_fraction": float,
+             "kernel_size": int, "copies": int}
+RUN_KEYS = {"correction_epochs": int, "correction_learning_rate": float, "positives": int,
+            "negatives": int}
 
 
 def prepare(volume: np.ndarray, voxel_size: float):
@@ -64,12 +91,16 @@ def tile_masks(mask_volume: np.ndarray, centres: np.ndarray, tile: int) -> np.nd
     ).astype(np.float32)
 
 
-def user_boxes(cell, feature: str, *, tile: int, rng: np.random.Generator):
-    """10 positives on the visible feature, 100 negatives (a third on other features)."""
+def user_boxes(cell, feature: str, *, tile: int, rng: np.random.Generator,
+               n_positive: int = 10, n_negative: int = 100):
+    """Positives on the visible feature and negatives, a third of them on other features
+    (the protocol: 10 and 100)."""
     from cryoml.tomoseg import sample_boxes
 
     visible = cell.visible[feature]
-    positives, free = sample_boxes(visible, 10, 67, tile_size=tile, random_state=rng)
+    n_other = n_negative // 3
+    positives, free = sample_boxes(visible, n_positive, n_negative - n_other, tile_size=tile,
+                                   random_state=rng)
     others = np.zeros_like(visible)
     for name in DISTRACTORS:
         if name != feature and name in cell.labels:
@@ -80,11 +111,12 @@ def user_boxes(cell, feature: str, *, tile: int, rng: np.random.Generator):
     inside = np.zeros(visible.shape, bool)
     inside[:, half : visible.shape[1] - half + 1, half : visible.shape[2] - half + 1] = True
     candidates = np.argwhere(others & inside & (own < 0.002))
-    pick = rng.choice(len(candidates), size=33, replace=len(candidates) < 33)
+    pick = rng.choice(len(candidates), size=n_other, replace=len(candidates) < n_other)
     return positives, np.concatenate([free, candidates[pick]])
 
 
-def best_threshold(outputs, truths) -> float:
+def best_threshold(outputs, truths) -> tuple[float, float]:
+    """The merge threshold with the best mean Dice, and that Dice."""
     from cryoml.metrics import dice
     from cryoml.tomoseg import merge_segmentations
 
@@ -94,10 +126,18 @@ def best_threshold(outputs, truths) -> float:
         score = np.mean([dice(labels == i + 1, t) for i, t in enumerate(truths)])
         if score > best:
             best, best_t = score, threshold
-    return best_t
+    return best_t, float(best)
 
 
-def ribosome_picking(output, truth_centres, voxel, threshold):
+def feature_threshold(output, truth) -> float:
+    """The cut with the best Dice of ``output >= cut`` against ``truth`` (one feature alone)."""
+    from cryoml.metrics import dice
+
+    scores = {t: dice(output >= t, truth) for t in THRESHOLDS}
+    return max(scores, key=scores.get)
+
+
+def ribosome_picking(output, truth_centres, voxel, threshold, min_mass=20):
     from cryoml.metrics import match_points
     from cryoml.tomoseg import extract_particles
 
@@ -107,7 +147,7 @@ def ribosome_picking(output, truth_centres, voxel, threshold):
         output,
         box_size=round(diameter),
         threshold=threshold,
-        min_mass=20,
+        min_mass=min_mass,
         min_distance=0.5 * diameter,
         edge=edge,
     )
@@ -118,6 +158,60 @@ def ribosome_picking(output, truth_centres, voxel, threshold):
         return 0.0, 0.0, 0, len(truth)
     pred_idx, _ = match_points(picks.centres, truth, 0.5 * diameter)
     return len(pred_idx) / len(picks), len(pred_idx) / max(len(truth), 1), len(picks), len(truth)
+
+
+def picking_grid(output, truth_centres, voxel) -> dict:
+    """(precision, recall) of :func:`ribosome_picking` for every (cut, least mass) of the grid.
+
+    The same picks as ``extract_particles`` (components of ``output >= cut`` above the mass,
+    their maxima, the edge, then the suppression), with one labelling per cut.
+    """
+    from cryoml.metrics import match_points
+    from cryoml.tomoseg._extract import _suppress
+
+    diameter = RIBOSOME_DIAMETER_A / voxel
+    edge = 0.25 * diameter
+    shape = np.asarray(output.shape)
+    inside_truth = np.all((truth_centres >= edge) & (truth_centres <= shape - 1 - edge), axis=1)
+    truth = truth_centres[inside_truth]
+    scores = {}
+    for threshold in PICK_THRESHOLDS:
+        labels, n = ndi.label(output >= threshold, structure=np.ones((3, 3, 3), bool))
+        # Each component's maximum, sorting only the foreground (ndi.maximum_position sorts
+        # the whole volume: 4 s a call here). The same picks as extract_particles, except
+        # that among equal maxima (a saturated plateau) another voxel of it may be taken.
+        flat = np.flatnonzero(labels)
+        owner, value = labels.ravel()[flat], output.ravel()[flat]
+        order = np.lexsort((flat, value, owner))
+        last = order[np.flatnonzero(np.diff(owner[order], append=n + 1))]
+        index = owner[last]
+        mass = np.bincount(owner, minlength=n + 1)[index]
+        centres = np.column_stack(np.unravel_index(flat[last], output.shape)).astype(float)
+        peaks = value[last].astype(float)
+        for min_mass in PICK_MIN_MASS:
+            keep = mass > min_mass
+            keep &= np.all((centres >= edge) & (centres <= shape - 1 - edge), axis=1)
+            picked, strength = centres[keep], peaks[keep]
+            picked = picked[_suppress(picked, strength, 0.5 * diameter)]
+            if len(picked) == 0:
+                scores[threshold, min_mass] = (0.0, 0.0)
+                continue
+            matched, _ = match_points(picked, truth, 0.5 * diameter)
+            scores[threshold, min_mass] = (len(matched) / len(picked),
+                                           len(matched) / max(len(truth), 1))
+    return scores
+
+
+def tuned_picking(output_a, centres_a, output_b, centres_b, voxel) -> dict:
+    """Ribosome picking with the cut and least mass that maximise F1 on A, scored on B."""
+    best, choice = (-1.0, -1.0), (1.0, 20)
+    for (threshold, min_mass), (p, r) in picking_grid(output_a, centres_a, voxel).items():
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        if (f1, p) > best:
+            best, choice = (f1, p), (threshold, min_mass)
+    p, r, n_picks, n_true = ribosome_picking(output_b, centres_b, voxel, *choice)
+    return {"threshold": choice[0], "min_mass": choice[1], "f1_a": round(best[0], 3),
+            "precision": round(p, 3), "recall": round(r, 3), "picks": n_picks, "true": n_true}
 
 
 def simulate_cells(settings, path: Path | None):
@@ -135,6 +229,10 @@ def simulate_cells(settings, path: Path | None):
                     labels={n: f[f"{key}_label_{n}"] for n in DISTRACTORS},
                     visible={n: f[f"{key}_visible_{n}"] for n in FEATURES},
                     ribosomes=f[f"{key}_ribosomes"]))
+        if cells[0].volume.shape != tuple(settings["shape"]):
+            raise SystemExit(f"{path} holds tomograms of shape {cells[0].volume.shape}, not the "
+                             f"{tuple(settings['shape'])} of this mode: simulate them again "
+                             "(another --cells path)")
         return cells
     cells = []
     arrays = {}
@@ -158,21 +256,101 @@ def simulate_cells(settings, path: Path | None):
     return cells
 
 
+def preview_tiles(trainset, copies: int, negatives: int = 6):
+    """The unrotated copy of every positive and a few negatives (free ones first, then those
+    on other features): the tiles a preview should show, not 16 copies of two positives."""
+    from cryoml.tomoseg import TrainingSet
+
+    positive = np.flatnonzero(trainset.is_positive)
+    negative = np.flatnonzero(~trainset.is_positive)
+    keep = [*positive[:: max(1, int(copies))][:16 - negatives], *negative[: negatives // 2],
+            *negative[len(negative) - negatives // 2 :]]
+    full = None if trainset.full_labels is None else trainset.full_labels[keep]
+    return TrainingSet(tiles=trainset.tiles[keep], labels=trainset.labels[keep],
+                       is_positive=trainset.is_positive[keep], feature=trainset.feature,
+                       voxel_size=trainset.voxel_size, preprocess=trainset.preprocess,
+                       n_neighbours=trainset.n_neighbours, full_labels=full)
+
+
+def network_options(settings, architecture: str, feature: str | None = None) -> dict:
+    """The network and training settings of one architecture (and feature), overrides applied."""
+    arch = settings["arch"][architecture]
+    options = {"copies": settings["copies"], "n_neighbours": 0, "batch_size": None,
+               "depth": 3, "patience": None, "validation_fraction": 0.1, "kernel_size": 15}
+    options.update({k: v for k, v in arch.items() if k != "features"})
+    if feature is not None:
+        options.update(arch.get("features", {}).get(feature, {}))
+    return options
+
+
+def make_segmenter(options: dict, feature: str, architecture: str, seed: int):
+    from cryoml.tomoseg import TomoSegmenter
+
+    return TomoSegmenter(feature=feature, architecture=architecture, epochs=options["epochs"],
+                         n_filters=options["filters"], learning_rate=options["learning_rate"],
+                         batch_size=options["batch_size"], depth=options["depth"],
+                         kernel_size=options["kernel_size"], patience=options["patience"],
+                         validation_fraction=options["validation_fraction"],
+                         random_state=seed, progress=False)
+
+
+def parse_overrides(pairs: list[str]) -> list[tuple[str | None, str, object]]:
+    """``KEY=VALUE`` / ``FEATURE.KEY=VALUE`` strings as (feature or None, key, typed value)."""
+    parsed = []
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        feature, _, name = key.strip().rpartition(".")
+        feature = feature or None
+        kinds = {**ARCH_KEYS, **RUN_KEYS}
+        if not sep or name not in kinds:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE with KEY one of "
+                             f"{sorted(kinds)} (or FEATURE.KEY for the network keys)")
+        if feature is not None and (feature not in FEATURES or name not in ARCH_KEYS):
+            raise SystemExit(f"--set {pair!r}: FEATURE.KEY takes a feature of {FEATURES} and "
+                             f"a network key of {sorted(ARCH_KEYS)}")
+        text = text.strip()
+        if name == "patience" and text.lower() == "none":
+            value = None
+        else:
+            try:
+                value = kinds[name](float(text)) if kinds[name] is int else kinds[name](text)
+            except ValueError:
+                raise SystemExit(f"--set {pair!r}: {text!r} is not a number") from None
+            if kinds[name] is int and float(text) != value:
+                raise SystemExit(f"--set {pair!r}: {name} takes a whole number")
+        parsed.append((feature, name, value))
+    return parsed
+
+
+def apply_overrides(settings: dict, overrides, architectures) -> None:
+    for feature, name, value in overrides:
+        if name in RUN_KEYS:
+            settings[name] = value
+        elif name == "copies" and feature is None:
+            settings["copies"] = value
+        else:
+            for architecture in architectures:
+                arch = settings["arch"][architecture]
+                target = arch if feature is None else (
+                    arch.setdefault("features", {}).setdefault(feature, {}))
+                target[name] = value
+
+
 def train_feature(vol, record, cell, feature, settings, architecture, seed, voxel):
-    from cryoml.tomoseg import TomoSegmenter, build_training_set
+    from cryoml.tomoseg import build_training_set
 
     tile = 64
+    options = network_options(settings, architecture, feature)
     rng = np.random.default_rng(1000 * seed + FEATURES.index(feature))
-    positives, negatives = user_boxes(cell, feature, tile=tile, rng=rng)
+    positives, negatives = user_boxes(cell, feature, tile=tile, rng=rng,
+                                      n_positive=settings["positives"],
+                                      n_negative=settings["negatives"])
     masks = tile_masks(cell.visible[feature], positives, tile)
     trainset = build_training_set(vol, positives, masks, negatives, feature=feature,
                                   voxel_size=voxel, preprocess=record,
-                                  n_copies=settings["copies"], random_state=seed)
-    arch = settings["arch"][architecture]
-    segmenter = TomoSegmenter(feature=feature, architecture=architecture,
-                              epochs=arch["epochs"], n_filters=arch["filters"],
-                              learning_rate=arch["learning_rate"], random_state=seed,
-                              progress=False)
+                                  n_copies=options["copies"],
+                                  n_neighbours=options["n_neighbours"], random_state=seed)
+    segmenter = make_segmenter(options, feature, architecture, seed)
     return segmenter.fit(trainset), trainset
 
 
@@ -180,12 +358,13 @@ def score_round(outputs_a, outputs_b, cell_a, cell_b, voxel):
     from cryoml.metrics import dice
     from cryoml.tomoseg import merge_segmentations
 
-    threshold = best_threshold([outputs_a[f] for f in FEATURES],
-                               [cell_a.visible[f] for f in FEATURES])
+    threshold, dice_a = best_threshold([outputs_a[f] for f in FEATURES],
+                                       [cell_a.visible[f] for f in FEATURES])
     labels, _ = merge_segmentations([outputs_b[f] for f in FEATURES], names=FEATURES,
                                     threshold=threshold)
     result = {
         "merge_threshold": threshold,
+        "merge_dice_visible_a": round(dice_a, 3),
         "dice": {f: round(dice(labels == i + 1, cell_b.labels[f]), 3)
                  for i, f in enumerate(FEATURES)},
         "dice_visible": {f: round(dice(labels == i + 1, cell_b.visible[f]), 3)
@@ -195,6 +374,17 @@ def score_round(outputs_a, outputs_b, cell_a, cell_b, voxel):
                                                           voxel, threshold)
     result.update(ribosome_precision=round(precision, 3), ribosome_recall=round(recall, 3),
                   ribosome_counts={"picks": n_picks, "true": n_true})
+    # Per-feature cuts, each chosen on A for that feature's own Dice; merged with them
+    # (every output divided by its cut, then the argmax over [1, outputs]).
+    cuts = {f: feature_threshold(outputs_a[f], cell_a.visible[f]) for f in FEATURES}
+    per_cut, _ = merge_segmentations([outputs_b[f] / np.float32(cuts[f]) for f in FEATURES],
+                                     names=FEATURES, threshold=1.0)
+    result["feature_thresholds"] = cuts
+    result["dice_visible_feature_thresholds"] = {
+        f: round(dice(per_cut == i + 1, cell_b.visible[f]), 3) for i, f in enumerate(FEATURES)}
+    result["ribosome_picking_tuned"] = tuned_picking(outputs_a["ribosome"], cell_a.ribosomes,
+                                                     outputs_b["ribosome"], cell_b.ribosomes,
+                                                     voxel)
     mt = outputs_b["microtubule"]
     on_membrane = cell_b.visible["membrane"] & ~ndi.binary_dilation(cell_b.labels["microtubule"],
                                                                     iterations=2)
@@ -206,7 +396,9 @@ def score_round(outputs_a, outputs_b, cell_a, cell_b, voxel):
 
 
 def run_seed(cells, settings, architecture, seed, out_dir: Path, rounds: int,
-             save=None) -> list[dict]:
+             save=None, *, tag: str = "", figures: bool | None = None) -> list[dict]:
+    """Train, correct and score one architecture with one seed; PNGs when ``figures``
+    (default: seed 0), named ``tomoseg_{architecture}[_{tag}]_...``."""
     from cryoml.tomoseg import (
         apply_network,
         largest_blobs,
@@ -217,44 +409,64 @@ def run_seed(cells, settings, architecture, seed, out_dir: Path, rounds: int,
 
     cell_a, cell_b = cells
     voxel = cell_a.voxel
+    figures = seed == 0 if figures is None else figures
+    name = f"tomoseg_{architecture}_{tag}" if tag else f"tomoseg_{architecture}"
+    clock = time.perf_counter()
     (vol_a, record), (vol_b, _) = (prepare(c.volume, voxel) for c in cells)
+    prepare_s = round(time.perf_counter() - clock, 1)
     segmenters = {}
     outputs_a, outputs_b = {}, {}
     per_round = []
+    train_s = {}
     for feature in FEATURES:
         start = time.perf_counter()
         segmenters[feature], trainset = train_feature(vol_a, record, cell_a, feature, settings,
                                                       architecture, seed, voxel)
-        print(f"  {architecture} seed {seed} {feature}: {len(trainset)} tiles, "
-              f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
-        if seed == 0:
-            save_figure(preview_grid(trainset, segmenters[feature], max_tiles=16),
-                        out_dir / f"tomoseg_{architecture}_preview_{feature}.png", overwrite=True)
+        train_s[feature] = round(time.perf_counter() - start, 1)
+        print(f"  {architecture} {tag} seed {seed} {feature}: {len(trainset)} tiles, "
+              f"{train_s[feature]:.0f} s", file=sys.stderr)
+        if figures:
+            copies = network_options(settings, architecture, feature)["copies"]
+            save_figure(preview_grid(preview_tiles(trainset, copies), segmenters[feature],
+                                     max_tiles=16),
+                        out_dir / f"{name}_preview_{feature}.png", overwrite=True)
             save_figure(plot_history(segmenters[feature].history_, title=feature),
-                        out_dir / f"tomoseg_{architecture}_history_{feature}.png", overwrite=True)
+                        out_dir / f"{name}_history_{feature}.png", overwrite=True)
     for round_ in range(rounds + 1):
+        timings: dict = {"prepare_s": prepare_s, "train_s": train_s} if round_ == 0 else {}
         if round_ > 0:
+            timings["corrections_s"] = {}
             for feature in FEATURES:
+                start = time.perf_counter()
                 boxes = largest_blobs(outputs_a[feature], tile_size=64,
                                       exclude=cell_a.labels[feature])
+                if settings.get("correction_learning_rate") is not None:
+                    segmenters[feature].learning_rate = settings["correction_learning_rate"]
                 if len(boxes):
                     segmenters[feature].add_corrections(vol_a, boxes,
                                                         epochs=settings["correction_epochs"])
+                timings["corrections_s"][feature] = round(time.perf_counter() - start, 1)
+        start = time.perf_counter()
         for feature in FEATURES:
             outputs_a[feature] = apply_network(vol_a, segmenters[feature], voxel_size=voxel,
                                                progress=False)
             outputs_b[feature] = apply_network(vol_b, segmenters[feature], voxel_size=voxel,
                                                progress=False)
+        timings["apply_s"] = round(time.perf_counter() - start, 1)
+        start = time.perf_counter()
         result, labels = score_round(outputs_a, outputs_b, cell_a, cell_b, voxel)
-        result.update(architecture=architecture, round=round_, seed=seed)
+        timings["score_s"] = round(time.perf_counter() - start, 1)
+        result.update(architecture=architecture, round=round_, seed=seed, timings=timings)
+        if tag:
+            result["tag"] = tag
         per_round.append(result)
         if save is not None:
             save(result)
-        print(f"  {architecture} seed {seed} round {round_}: {json.dumps(result)}",
+        print(f"  {architecture} {tag} seed {seed} round {round_}: {json.dumps(result)}",
               file=sys.stderr)
-        if seed == 0:
+        if figures:
             _overlay_maps(vol_b, labels, outputs_b, cell_b,
-                          out_dir / f"tomoseg_{architecture}_round{round_}_overlay.png")
+                          out_dir / f"{name}_round{round_}_overlay.png")
     return per_round
 
 
@@ -268,7 +480,9 @@ def summarise(runs: list[dict]) -> dict:
         for round_, items in rounds.items():
             entry = {"architecture": arch, "round": int(round_),
                      "seeds": [r["seed"] for r in items]}
-            for key in ("dice", "dice_visible"):
+            for key in ("dice", "dice_visible", "dice_visible_feature_thresholds"):
+                if not all(key in r for r in items):
+                    continue
                 entry[key] = {
                     f: {"mean": round(float(np.mean([r[key][f] for r in items])), 3),
                         "worst": round(float(np.min([r[key][f] for r in items])), 3)}
@@ -277,6 +491,11 @@ def summarise(runs: list[dict]) -> dict:
                 values = [r[key] for r in items]
                 entry[key] = {"mean": round(float(np.mean(values)), 3),
                               "worst": round(float(np.min(values)), 3)}
+            if all("ribosome_picking_tuned" in r for r in items):
+                for key in ("precision", "recall"):
+                    values = [r["ribosome_picking_tuned"][key] for r in items]
+                    entry[f"ribosome_{key}_tuned"] = {"mean": round(float(np.mean(values)), 3),
+                                                      "worst": round(float(np.min(values)), 3)}
             values = [r["mt_response_on_membrane"] for r in items if "mt_response_on_membrane" in r]
             if values:
                 entry["mt_response_on_membrane"] = {"mean": round(float(np.mean(values)), 3),
@@ -366,10 +585,10 @@ def derive_mt_mask(volume: np.ndarray) -> tuple[np.ndarray, dict]:
     return mask, {"axis": axis.round(3).tolist(), "wall_radius_voxels": wall}
 
 
-def run_real(settings, data_dir: Path, out_dir: Path, architecture: str) -> dict:
+def run_real(settings, data_dir: Path, out_dir: Path, architecture: str, tag: str = "") -> dict:
     from cryoml.io import read_tiff
     from cryoml.metrics import dice
-    from cryoml.tomoseg import TomoSegmenter, apply_network, build_training_set, sample_boxes
+    from cryoml.tomoseg import apply_network, build_training_set, sample_boxes
 
     train_image = read_tiff(data_dir / "13pf_MT.tif")
     test_image = read_tiff(data_dir / "14pf_MT.tif")
@@ -386,15 +605,12 @@ def run_real(settings, data_dir: Path, out_dir: Path, architecture: str) -> dict
     # Negatives: tiles holding none of the tube (off-axis corners and the slabs above and
     # below it), anywhere in the volume.
     _, negatives = sample_boxes(mask_a, 1, 100, tile_size=tile, random_state=0)
+    options = network_options(settings, architecture, "microtubule")
     trainset = build_training_set(vol_a, positives, tile_masks(mask_a, positives, tile), negatives,
                                   feature="microtubule", voxel_size=voxel, preprocess=record,
                                   n_copies=max(1, round(len(negatives) / 10)), tile_size=tile,
-                                  random_state=0)
-    arch = settings["arch"][architecture]
-    segmenter = TomoSegmenter(feature="microtubule", architecture=architecture,
-                              epochs=arch["epochs"], n_filters=arch["filters"],
-                              learning_rate=arch["learning_rate"], random_state=0,
-                              progress=False).fit(trainset)
+                                  n_neighbours=options["n_neighbours"], random_state=0)
+    segmenter = make_segmenter(options, "microtubule", architecture, 0).fit(trainset)
     output = apply_network(vol_b, segmenter, voxel_size=voxel, progress=False)
     scores = {t: dice(output >= t, mask_b) for t in THRESHOLDS}
     output_a = apply_network(vol_a, segmenter, voxel_size=voxel, progress=False)
@@ -402,7 +618,7 @@ def run_real(settings, data_dir: Path, out_dir: Path, architecture: str) -> dict
     _overlay(
         vol_b,
         (output >= threshold).astype(np.uint8),
-        out_dir / f"tomoseg_{architecture}_real_mt_overlay.png",
+        out_dir / f"tomoseg_{architecture}{'_' + tag if tag else ''}_real_mt_overlay.png",
         extra=mask_b.astype(np.uint8),
     )
     return {
@@ -433,11 +649,28 @@ def main(argv=None) -> int:
                         "keeps its finished rounds)")
     parser.add_argument("--simulate-only", action="store_true",
                         help="only simulate the two tomograms into --cells")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a setting for this run (repeatable; recorded in the JSON): "
+                        + ", ".join(sorted({**ARCH_KEYS, **RUN_KEYS}))
+                        + "; FEATURE.KEY for one feature's network")
+    parser.add_argument("--tag", default="",
+                        help="name of this run in the PNG names and the default JSON name "
+                        "(outputs/benchmarks/tomoseg_accuracy_TAG.json), so parallel runs keep "
+                        "their own files; with a tag, figures are drawn for the first seed")
     args = parser.parse_args(argv)
+    import re
+
+    if args.tag and not re.fullmatch(r"[A-Za-z0-9_.-]+", args.tag):
+        parser.error(f"--tag {args.tag!r}: use letters, digits, '_', '.' and '-' only")
+    overrides = parse_overrides(args.overrides)
     from cryoml._testing import project_root, reference_data
 
     out_dir = project_root() / "outputs" / "benchmarks"
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.out is None and args.tag:
+        args.out = out_dir / f"tomoseg_accuracy_{args.tag}.json"
+    args.quick = args.quick or args.smoke  # smoke = the quick sizes, cut down further
     if args.quick:
         settings = {
             "shape": (48, 192, 192), "snr": 0.1, "copies": 5, "correction_epochs": 8,
@@ -445,10 +678,6 @@ def main(argv=None) -> int:
                      "paper": {"filters": 12, "epochs": 16, "learning_rate": 3e-4}},
         }
         seeds, rounds = args.seeds or [0], 1 if args.rounds is None else args.rounds
-        if args.smoke:
-            settings.update(copies=2, correction_epochs=1)
-            for arch in settings["arch"].values():
-                arch.update(epochs=2, filters=4)
     else:
         settings = {
             "shape": (96, 384, 384), "snr": 0.1, "copies": 10, "correction_epochs": 20,
@@ -456,13 +685,28 @@ def main(argv=None) -> int:
                      "paper": {"filters": 40, "epochs": 20, "learning_rate": 3e-4}},
         }
         seeds, rounds = args.seeds or [0, 1, 2], 2 if args.rounds is None else args.rounds
+    settings.update(PROTOCOL)
+    apply_overrides(settings, overrides, args.architectures)
+    if args.smoke:  # checks that the code runs: the structure of every override stays
+        settings.update(copies=min(settings["copies"], 2), correction_epochs=1)
+        for arch in settings["arch"].values():
+            for target in (arch, *arch.get("features", {}).values()):
+                for key, cap in (("epochs", 2), ("filters", 4), ("copies", 2)):
+                    if key in target:
+                        target[key] = min(target[key], cap)
     start = time.perf_counter()
     result: dict = {"runs": []}
     import keras
 
     result["hardware"] = f"{os.cpu_count()} CPU cores, Keras backend {keras.backend.backend()}"
     result["settings"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}
-    result["mode"] = "quick" if args.quick else "full"
+    result["settings"]["overrides"] = list(args.overrides)
+    result["settings"]["effective"] = {
+        a: {f: network_options(settings, a, f) for f in FEATURES} for a in args.architectures}
+    result["protocol_changed"] = any(settings[k] != v for k, v in PROTOCOL.items())
+    result["mode"] = "smoke" if args.smoke else "quick" if args.quick else "full"
+    if args.tag:
+        result["tag"] = args.tag
 
     def save(run=None):
         if run is not None:
@@ -480,7 +724,8 @@ def main(argv=None) -> int:
         for architecture in args.architectures:
             for seed in seeds:
                 try:
-                    run_seed(cells, settings, architecture, seed, out_dir, rounds, save=save)
+                    run_seed(cells, settings, architecture, seed, out_dir, rounds, save=save,
+                             tag=args.tag, figures=seed == seeds[0] if args.tag else None)
                 except Exception:  # keep the other seeds' results; the log shows the failure
                     import traceback
 
@@ -492,7 +737,7 @@ def main(argv=None) -> int:
         result["real_mt"] = {}
         for architecture in args.architectures:
             result["real_mt"][architecture] = run_real(settings, data / "tomograms", out_dir,
-                                                       architecture)
+                                                       architecture, args.tag)
             save()
     result["seconds"] = round(time.perf_counter() - start, 1)
     save()
