@@ -21,4 +21,5 @@ from .models import ARCHITECTURES as ARCHITECTURES
 from .models import build_tomoseg_cnn as build_tomoseg_cnn
 from .models import build_tomoseg_unet as build_tomoseg_unet
 from .models import dice_bce as dice_bce
+from .models import dice_bce_from_logits as dice_bce_from_logits
 from .models import min1_log_mse as min1_log_mse

@@ -450,7 +450,12 @@ class TomoSegmenter:
     def _compile(self, settings: dict[str, Any]) -> None:
         import keras
 
-        from cryoml.tomoseg.models import dice_bce, min1_log_mse
+        from cryoml.tomoseg.models import (
+            dice_bce_from_logits,
+            logits_model,
+            min1_log_mse,
+            unet_with_logits,
+        )
 
         rate = float(settings["learning_rate"])
         if settings["optimizer"] == "sgd":
@@ -461,8 +466,12 @@ class TomoSegmenter:
             # XLA on the CPU spends minutes compiling the U-Net's training step (measured:
             # 122 s against 38 s for the first fit of a 3-level net on a loaded 2-core box).
             jit = "auto" if keras.backend.backend() != "tensorflow" else False
-            self.model_.compile(optimizer=optimizer, loss=dice_bce, jit_compile=jit)
+            self.model_ = unet_with_logits(self.model_)  # networks saved before the layer
+            self._fit_model = logits_model(self.model_)  # shares the layers and weights
+            self._fit_model.compile(optimizer=optimizer, loss=dice_bce_from_logits,
+                                    jit_compile=jit)
         else:
+            self._fit_model = self.model_
             self.model_.compile(optimizer=optimizer, loss=min1_log_mse)
         self._compiled_for = dict(settings)
 
@@ -477,7 +486,7 @@ class TomoSegmenter:
         history = self.history_
 
         def set_rate(epoch):
-            self.model_.optimizer.learning_rate.assign(base_rate * decay**epoch)
+            self._fit_model.optimizer.learning_rate.assign(base_rate * decay**epoch)
 
         def record(epoch, logs):
             history["loss"].append(float(logs.get("loss", np.nan)))
@@ -494,7 +503,7 @@ class TomoSegmenter:
             data = (train_x, train_y)
             batch = {"batch_size": int(settings["batch_size"]), "shuffle": True}
         self.best_loss_, self.interrupted_ = fit_keeping_best(
-            self.model_, *data, **batch,
+            getattr(self, "_fit_model", self.model_), *data, **batch,
             validation_data=val_data, epochs=epochs, monitor=monitor,
             patience=None if self.patience is None else int(self.patience),
             progress=self.progress, description=f"training {self.feature}",

@@ -166,3 +166,74 @@ def test_old_training_sets_without_full_labels_are_refused_for_the_unet(lines_se
     old = dataclasses.replace(trainset, full_labels=None)
     with pytest.raises(CryomlError, match="full-resolution labels"):
         TomoSegmenter(architecture="unet", epochs=1, progress=False).fit(old)
+
+
+def test_unet_trains_on_logits_and_keeps_a_gradient_where_the_sigmoid_saturates():
+    import keras
+
+    from cryoml.tomoseg.models import (
+        build_tomoseg_unet,
+        dice_bce_from_logits,
+        logits_model,
+    )
+
+    truth = np.zeros((1, 8, 8, 1), np.float32)
+    truth[0, 3:5, 3:5] = 1
+    logits = keras.ops.convert_to_tensor(np.full((1, 8, 8, 1), -30.0, np.float32))
+    # a network sure of "background" everywhere: probabilities 1e-13, far below any clip
+    loss = float(keras.ops.convert_to_numpy(dice_bce_from_logits(truth, logits)))
+    expected = np.mean(np.log1p(np.exp(-30.0)) + truth * 30.0) + 1 - 1 / (truth.sum() + 1)
+    assert loss == pytest.approx(expected, rel=1e-4)
+    grad = _gradient(lambda z: dice_bce_from_logits(truth, z), logits)
+    assert np.all(grad[truth == 1] < -1e-3)  # positives are still pulled up
+
+    model = build_tomoseg_unet((16, 16), base_filters=2, depth=2)
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 1)).astype(np.float32)
+    z = keras.ops.convert_to_numpy(logits_model(model)(x))
+    p = keras.ops.convert_to_numpy(model(x))
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-z)), rtol=1e-5, atol=1e-6)
+
+
+def test_unets_saved_with_a_sigmoid_convolution_are_rebuilt_with_the_same_outputs():
+    import keras
+
+    from cryoml.tomoseg.models import unet_with_logits
+
+    # the layout before the separate logits layer: one sigmoid convolution named probability
+    inputs = keras.Input((16, 16, 3), name="slices")
+    x = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="down0_conv1")(inputs)
+    x = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="down0_conv2")(x)
+    skip = x
+    x = keras.layers.MaxPooling2D(2, name="pool0")(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="bottom_conv1")(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="bottom_conv2")(x)
+    x = keras.layers.Conv2DTranspose(2, 2, strides=2, name="up0_transpose")(x)
+    x = keras.layers.Concatenate(name="up0_skip")([x, skip])
+    x = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="up0_conv1")(x)
+    x = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="up0_conv2")(x)
+    out = keras.layers.Conv2D(1, 1, activation="sigmoid", name="probability")(x)
+    old = keras.Model(inputs, out, name="old_unet")
+    new = unet_with_logits(old)
+    assert "logits" in {layer.name for layer in new.layers}
+    x = np.random.default_rng(1).normal(size=(2, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(new(x)),
+                               keras.ops.convert_to_numpy(old(x)), rtol=1e-5, atol=1e-6)
+    assert unet_with_logits(new) is new
+
+
+def _gradient(function, value):
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        value = tf.Variable(value)
+        with tf.GradientTape() as tape:
+            loss = function(value)
+        return tape.gradient(loss, value).numpy()
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.grad(function)(value))
+    pytest.skip(f"no gradient helper for the {backend} backend")
