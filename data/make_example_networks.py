@@ -1,51 +1,66 @@
-"""Train the small TomoSeg U-Nets that notebook 01 starts from in QUICK mode.
+"""Train the small TomoSeg U-Nets that notebooks 01 and 05 start from in QUICK mode.
 
-Usage (from the repository root; ~10 min on 2 CPU cores)::
+Usage (from the repository root; ~15 min on 2 CPU cores)::
 
-    python data/make_example_networks.py
+    python data/make_example_networks.py                 # all three
+    python data/make_example_networks.py membrane_25d    # only the ones named
 
-Each network (membrane, ribosome) is trained as notebook 01 trains in full mode — a U-Net
-(``architecture="unet"``, 12 filters) from 10 positive tiles painted from the visible truth and
-100 negatives — on a simulated cellular tomogram (48×256×256 at 10 Å, SNR 0.1, ±60°, seed 7;
-not the notebook's own tomogram), preprocessed as the notebook does (low-pass 25 Å, high-pass
-4000 Å, clamp ±3 s.d.). The files are written to ``networks/<feature>_unet.keras``.
+Each network is trained as notebook 01 trains in full mode — a U-Net (``architecture="unet"``,
+12 filters) from 10 positive tiles painted from the visible truth and 100 negatives — on a
+simulated cellular tomogram (48×256×256 at 10 Å, SNR 0.1, ±60°, seed 7; not the notebooks' own
+tomograms), preprocessed as the notebooks do (low-pass 25 Å, high-pass 4000 Å, clamp ±3 s.d.):
+
+* ``membrane_unet.keras`` and ``ribosome_unet.keras``: 2D (notebook 01, notebook 05's 2D row);
+* ``membrane_25d_unet.keras``: membrane in 2.5D, the slices 2 above and 2 below as extra
+  channels (notebook 05's 2.5D row).
+
+The files are written to ``networks/<name>_unet.keras``.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+#: name → (feature, n_neighbours, seed of the tile sampling and training)
+NETWORKS = {"membrane": ("membrane", 0, 0), "ribosome": ("ribosome", 0, 1),
+            "membrane_25d": ("membrane", 2, 0)}
 
 
-def main() -> None:
-    """Simulate, box, train and save the two networks."""
+def main(names: list[str] | None = None) -> None:
+    """Simulate, box, train and save the networks named (default: all)."""
     from cryoml import preprocess, tomoseg
+    from cryoml.metrics import dice
     from cryoml.simulate import simulate_cell_tomogram
 
+    names = names or list(NETWORKS)
+    unknown = sorted(set(names) - set(NETWORKS))
+    if unknown:
+        sys.exit(f"unknown network {unknown}; choose from {sorted(NETWORKS)}")
     cell = simulate_cell_tomogram((48, 256, 256), voxel_size=10.0, snr=0.1,
                                   ribosome_density=40000, random_state=7)
     clean, record = preprocess.preprocess(cell.tomogram.data, voxel_size=10.0, lowpass=25.0,
                                           highpass=4000.0, clamp_sd=3.0)
     (HERE / "networks").mkdir(exist_ok=True)
-    for index, feature in enumerate(("membrane", "ribosome")):
+    for name in names:
+        feature, neighbours, seed = NETWORKS[name]
         truth = cell.visible[feature]
-        positives, negatives = tomoseg.sample_boxes(truth, 10, 100, random_state=index)
+        positives, negatives = tomoseg.sample_boxes(truth, 10, 100, random_state=seed)
         trainset = tomoseg.build_training_set(clean, positives, truth, negatives,
-                                              feature=feature, voxel_size=10.0,
-                                              preprocess=record, random_state=index)
+                                              feature=feature, n_neighbours=neighbours,
+                                              voxel_size=10.0, preprocess=record,
+                                              random_state=seed)
         segmenter = tomoseg.TomoSegmenter(feature=feature, architecture="unet", n_filters=12,
-                                          epochs=40, random_state=index, progress=True)
+                                          epochs=40, random_state=seed, progress=True)
         segmenter.fit(trainset)
         out = segmenter.predict(clean, voxel_size=10.0, progress=False)
-        from cryoml.metrics import dice
-
-        print(feature, "Dice on its own tomogram:", round(dice(out >= 1.0, truth), 3))
-        segmenter.save(HERE / "networks" / f"{feature}_unet.keras", overwrite=True)
+        print(name, "Dice on its own tomogram:", round(dice(out >= 1.0, truth), 3))
+        segmenter.save(HERE / "networks" / f"{name}_unet.keras", overwrite=True)
         print(np.round(segmenter.history_["loss"][-3:], 3))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

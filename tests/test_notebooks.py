@@ -67,11 +67,6 @@ KNOWN_MISSES: dict[str, dict[str, Any]] = {
         "round, floor 0.8: flagged particles taught as negatives make the network cautious on "
         "particles at 0.5, while AP on the test micrographs is 0.77)",
     },
-    "05_method_comparison": {
-        "keys": {"TomoSeg"},
-        "why": "issues 15/20 (QUICK TomoSeg trained from scratch in 15 CPU epochs stays below "
-        "the cut: Dice 0.001 / 0.000 measured)",
-    },
 }
 
 
