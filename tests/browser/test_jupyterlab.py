@@ -130,10 +130,16 @@ def lab(request, tmp_path):
     (config / "labconfig").mkdir(parents=True)
     (config / "labconfig" / "page_config.json").write_text(json.dumps(
         {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    # Render every cell: JupyterLab's default windowed notebook leaves outputs far off-screen
+    # out of the page, where no test (and no scrolling script) can find them.
+    tracker = tmp_path / "lab_settings" / "@jupyterlab" / "notebook-extension"
+    tracker.mkdir(parents=True)
+    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     token = secrets.token_hex(16)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "CRYOML_NOTEBOOK_HEADLESS"}
     env.update(JUPYTER_CONFIG_DIR=str(config), OMP_NUM_THREADS="2", MPLBACKEND="agg",
+               JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab_settings"),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
     log = open(tmp_path / "jupyterlab.log", "w")
     server = subprocess.Popen(
@@ -334,12 +340,6 @@ def _box_files(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("lab", [TOMOSEG], indirect=True)
-@pytest.mark.xfail(
-    reason="first run in Chromium (fresh clone, 2 cores): after Run All the last SliceViewer "
-    "showed neither a canvas nor an image (probably JupyterLab's windowed notebook not "
-    "rendering off-screen outputs); the test must scroll to it first. Issue 15.",
-    strict=False,
-)
 def test_tomoseg_widgets_stay_live_after_run_all(browser, lab):
     try:
         _drive_tomoseg(browser, lab)
