@@ -21,7 +21,8 @@ Dice against a mask derived from the volume itself (see ``derive_mt_mask``), per
 Besides the protocol's figures, every round records (chosen on tomogram A only, scored on B):
 the threshold that maximises each feature's own Dice (``feature_thresholds``) and the merged Dice
 with those per-feature cuts (``dice_visible_feature_thresholds``); the ribosome picking cut and
-least component mass that maximise F1 (``ribosome_picking_tuned``); and ``timings`` (seconds of
+least component mass that maximise F1 (``ribosome_picking_tuned``, chosen by
+``cryoml.tomoseg.calibrate_extraction``); and ``timings`` (seconds of
 training, corrections, application and scoring).
 
 Prints one JSON object; PNGs go to outputs/benchmarks/.
@@ -160,58 +161,26 @@ def ribosome_picking(output, truth_centres, voxel, threshold, min_mass=20):
     return len(pred_idx) / len(picks), len(pred_idx) / max(len(truth), 1), len(picks), len(truth)
 
 
-def picking_grid(output, truth_centres, voxel) -> dict:
-    """(precision, recall) of :func:`ribosome_picking` for every (cut, least mass) of the grid.
+def tuned_picking(output_a, centres_a, output_b, centres_b, voxel) -> dict:
+    """Ribosome picking with the cut and least mass that maximise F1 on A, scored on B.
 
-    The same picks as ``extract_particles`` (components of ``output >= cut`` above the mass,
-    their maxima, the edge, then the suppression), with one labelling per cut.
+    The choice is :func:`cryoml.tomoseg.calibrate_extraction` with :func:`ribosome_picking`'s
+    settings (box = one diameter, peaks half a diameter apart, a quarter diameter from the
+    faces, right within half a diameter) over ``PICK_THRESHOLDS`` × ``PICK_MIN_MASS``.
     """
-    from cryoml.metrics import match_points
-    from cryoml.tomoseg._extract import _suppress
+    from cryoml.tomoseg import calibrate_extraction
 
     diameter = RIBOSOME_DIAMETER_A / voxel
-    edge = 0.25 * diameter
-    shape = np.asarray(output.shape)
-    inside_truth = np.all((truth_centres >= edge) & (truth_centres <= shape - 1 - edge), axis=1)
-    truth = truth_centres[inside_truth]
-    scores = {}
-    for threshold in PICK_THRESHOLDS:
-        labels, n = ndi.label(output >= threshold, structure=np.ones((3, 3, 3), bool))
-        # Each component's maximum, sorting only the foreground (ndi.maximum_position sorts
-        # the whole volume: 4 s a call here). The same picks as extract_particles, except
-        # that among equal maxima (a saturated plateau) another voxel of it may be taken.
-        flat = np.flatnonzero(labels)
-        owner, value = labels.ravel()[flat], output.ravel()[flat]
-        order = np.lexsort((flat, value, owner))
-        last = order[np.flatnonzero(np.diff(owner[order], append=n + 1))]
-        index = owner[last]
-        mass = np.bincount(owner, minlength=n + 1)[index]
-        centres = np.column_stack(np.unravel_index(flat[last], output.shape)).astype(float)
-        peaks = value[last].astype(float)
-        for min_mass in PICK_MIN_MASS:
-            keep = mass > min_mass
-            keep &= np.all((centres >= edge) & (centres <= shape - 1 - edge), axis=1)
-            picked, strength = centres[keep], peaks[keep]
-            picked = picked[_suppress(picked, strength, 0.5 * diameter)]
-            if len(picked) == 0:
-                scores[threshold, min_mass] = (0.0, 0.0)
-                continue
-            matched, _ = match_points(picked, truth, 0.5 * diameter)
-            scores[threshold, min_mass] = (len(matched) / len(picked),
-                                           len(matched) / max(len(truth), 1))
-    return scores
-
-
-def tuned_picking(output_a, centres_a, output_b, centres_b, voxel) -> dict:
-    """Ribosome picking with the cut and least mass that maximise F1 on A, scored on B."""
-    best, choice = (-1.0, -1.0), (1.0, 20)
-    for (threshold, min_mass), (p, r) in picking_grid(output_a, centres_a, voxel).items():
-        f1 = 2 * p * r / (p + r) if p + r else 0.0
-        if (f1, p) > best:
-            best, choice = (f1, p), (threshold, min_mass)
-    p, r, n_picks, n_true = ribosome_picking(output_b, centres_b, voxel, *choice)
-    return {"threshold": choice[0], "min_mass": choice[1], "f1_a": round(best[0], 3),
-            "precision": round(p, 3), "recall": round(r, 3), "picks": n_picks, "true": n_true}
+    choice = calibrate_extraction(
+        output_a, centres_a, box_size=round(diameter), radius=0.5 * diameter,
+        thresholds=PICK_THRESHOLDS, min_masses=PICK_MIN_MASS, min_distance=0.5 * diameter,
+        edge=0.25 * diameter,
+    )
+    p, r, n_picks, n_true = ribosome_picking(output_b, centres_b, voxel, choice.threshold,
+                                             choice.min_mass)
+    return {"threshold": choice.threshold, "min_mass": choice.min_mass,
+            "f1_a": round(choice.fbeta, 3), "precision": round(p, 3), "recall": round(r, 3),
+            "picks": n_picks, "true": n_true}
 
 
 def simulate_cells(settings, path: Path | None):

@@ -12,6 +12,8 @@ examples:
       -o tomo_labels.mrc
   cryoml tomoseg extract tomo_ribosome.mrc --box 32 -o ribosomes.star --average avg.mrc \\
       --tomogram tomo_pre.mrc
+  cryoml tomoseg extract tomoB_ribosome.mrc --box 32 -o ribosomes_B.star \\
+      --calibrate-on tomoA_ribosome.mrc --calibrate-coords tomoA_ribosomes.star
 """
 
 from __future__ import annotations
@@ -137,9 +139,33 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("extract", help="pick particles from a segmentation")
     p.add_argument("segmentation", type=Path, help="scaled output (MRC)")
     p.add_argument("--box", type=int, required=True, help="box edge in voxels")
-    p.add_argument("--threshold", type=float, default=1.0)
-    p.add_argument("--min-mass", type=int, default=20)
+    p.add_argument(
+        "--threshold", type=float, help="foreground cut (default 1.0, or the calibrated one)"
+    )
+    p.add_argument(
+        "--min-mass",
+        type=int,
+        help="drop components of this many voxels or fewer (default 20, or the calibrated one)",
+    )
     p.add_argument("--min-distance", type=float, help="default box/4")
+    p.add_argument(
+        "--calibrate-on",
+        type=Path,
+        metavar="OUTPUT",
+        help="choose --threshold and --min-mass where F1 peaks on this network output of an "
+        "annotated tomogram (with --calibrate-coords), then extract",
+    )
+    p.add_argument(
+        "--calibrate-coords",
+        type=Path,
+        metavar="COORDS",
+        help="particle centres marked on the --calibrate-on tomogram (.star/.json/.csv, 3-D)",
+    )
+    p.add_argument(
+        "--calibrate-radius",
+        type=float,
+        help="a pick within this many voxels of a marked centre is right (default box/2)",
+    )
     p.add_argument(
         "--filament",
         type=int,
@@ -180,6 +206,53 @@ def _check_masks(masks, args: argparse.Namespace, shape: tuple[int, ...]) -> Non
             f"--masks {args.masks} holds values {low:g} … {high:g}; masks must be binary (0 and "
             "1). For one feature of a label volume, write (labels == k) as the mask first."
         )
+
+
+def _extraction_cut(args: argparse.Namespace) -> tuple[float, int]:
+    """``extract``'s threshold and least mass: given, EMAN2's defaults, or calibrated."""
+    from cryoml import io, tomoseg
+    from cryoml._errors import CryomlError
+
+    if args.calibrate_on is None:
+        if args.calibrate_coords is not None or args.calibrate_radius is not None:
+            raise CryomlError(
+                "--calibrate-coords/--calibrate-radius need --calibrate-on (the network output "
+                "of the tomogram whose particles were marked)."
+            )
+        return (
+            1.0 if args.threshold is None else args.threshold,
+            20 if args.min_mass is None else args.min_mass,
+        )
+    if args.calibrate_coords is None:
+        raise CryomlError("--calibrate-on needs --calibrate-coords (the centres marked on it).")
+    if args.filament:
+        raise CryomlError(
+            "--calibrate-on chooses particle picks; it does not apply to --filament seeding."
+        )
+    if args.threshold is not None or args.min_mass is not None:
+        raise CryomlError(
+            "--calibrate-on chooses --threshold and --min-mass; give either, not both."
+        )
+    reference = io.read_mrc(args.calibrate_on, mmap=True)
+    truth = io.read_coordinates(args.calibrate_coords)
+    if len(truth) and truth.centres.shape[1] != 3:
+        raise CryomlError(
+            f"--calibrate-coords {args.calibrate_coords}: 2-D coordinates; give the (Z, Y, X) "
+            "centres of the particles marked on the --calibrate-on tomogram."
+        )
+    result = tomoseg.calibrate_extraction(
+        reference.data,
+        truth,
+        box_size=args.box,
+        radius=args.calibrate_radius,
+        min_distance=args.min_distance,
+    )
+    print(
+        f"calibrated on {args.calibrate_on} ({result.n_true} marked centres): threshold "
+        f"{result.threshold:g}, min mass {result.min_mass} (precision {result.precision:.3f}, "
+        f"recall {result.recall:.3f}, F1 {result.fbeta:.3f}, {result.n_picks} picks)"
+    )
+    return result.threshold, result.min_mass
 
 
 def _volume(path: Path):
@@ -342,10 +415,11 @@ def main(args: argparse.Namespace) -> int:
             io.check_writable(args.average, overwrite=args.overwrite)
             if not args.tomogram.is_file():
                 raise CryomlError(f"--tomogram {args.tomogram}: no such file. Check the path.")
+        threshold, min_mass = _extraction_cut(args)
         image = io.read_mrc(args.segmentation)
         if args.filament:
             particles = tomoseg.seed_filaments(
-                image.data >= args.threshold,
+                image.data >= threshold,
                 args.filament,
                 box_size=args.box,
                 min_distance=args.min_distance,
@@ -355,8 +429,8 @@ def main(args: argparse.Namespace) -> int:
             particles = tomoseg.extract_particles(
                 image.data,
                 box_size=args.box,
-                threshold=args.threshold,
-                min_mass=args.min_mass,
+                threshold=threshold,
+                min_mass=min_mass,
                 min_distance=args.min_distance,
             )
         io.write_coordinates(args.output, particles, overwrite=args.overwrite)

@@ -1,7 +1,8 @@
 """TomoSeg: 2D CNN annotation of tomograms (Chen et al. 2017; EMAN2 e2tomoseg).
 
 Training set (tiles + painted masks) → network (40@15×15, pool, 40@15×15, 1@15×15) →
-apply slice by slice → merge several features → extract particles. Also the 2.5D variant
+apply slice by slice → merge several features → extract particles (threshold and least mass
+calibrated on an annotated tomogram: ``calibrate_extraction``). Also the 2.5D variant
 (neighbouring slices as channels) and consensus maps of several networks.
 """
 

@@ -1,5 +1,7 @@
 from ._apply import apply_network as apply_network
 from ._apply import upsample2 as upsample2
+from ._calibrate import ExtractionCalibration as ExtractionCalibration
+from ._calibrate import calibrate_extraction as calibrate_extraction
 from ._consensus import consensus_maps as consensus_maps
 from ._corrections import largest_blobs as largest_blobs
 from ._extract import average_subtomograms as average_subtomograms

@@ -1,9 +1,11 @@
 """Particles from a segmentation: threshold, components, peaks; filament seeding; averages.
 
 As EMAN2's TomoSeg particle extraction: threshold the scaled output, label connected
-components (26-connectivity), take each component's maximum as a particle, drop components of
-``min_mass`` voxels or fewer, suppress peaks closer than ``min_distance`` (default box/4) to a
-stronger one and drop boxes that reach past the volume's edge. For filaments, ``seed_filaments``
+components (26-connectivity), take each component's maximum as a particle (among equal maxima,
+the last voxel in C order), drop components of ``min_mass`` voxels or fewer, suppress peaks
+closer than ``min_distance`` (default box/4) to a stronger one and drop boxes that reach past
+the volume's edge. ``calibrate_extraction`` (``_calibrate.py``) chooses the threshold and
+``min_mass`` on an annotated output with the same steps. For filaments, ``seed_filaments``
 places random points inside the mask instead. ``cut_subtomograms`` + ``average_subtomograms``
 give the paper's check that the picks are real particles.
 """
@@ -39,6 +41,48 @@ def _suppress(centres: np.ndarray, scores: np.ndarray, distance: float) -> np.nd
 
 def _inside(centres: np.ndarray, shape: tuple[int, ...], margin: float) -> np.ndarray:
     return np.all((centres >= margin) & (centres <= np.asarray(shape) - 1 - margin), axis=1)
+
+
+def _component_peaks(
+    volume: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mass, peak position and peak value of each component of ``volume >= threshold``.
+
+    Components (26-connectivity) in label order. Each maximum is found by sorting the
+    foreground only (``ndi.maximum_position`` sorts the whole volume, seconds a call on a full
+    tomogram); among equal maxima (a saturated plateau) the last voxel in C order is taken.
+    """
+    labels, n = ndi.label(volume >= threshold, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros(0)
+    flat = np.flatnonzero(labels)
+    owner = labels.ravel()[flat]
+    value = np.ravel(volume)[flat]
+    # lexsort is stable: by component, then value, ties in C order; each run's last is its peak.
+    order = np.lexsort((value, owner))
+    last = order[np.flatnonzero(np.diff(owner[order], append=n + 1))]
+    mass = np.bincount(owner, minlength=n + 1)[1:]
+    centres = np.column_stack(np.unravel_index(flat[last], volume.shape)).astype(float)
+    return mass, centres.reshape(-1, 3), value[last].astype(float)
+
+
+def _select_peaks(
+    mass: np.ndarray,
+    centres: np.ndarray,
+    peaks: np.ndarray,
+    *,
+    min_mass: int,
+    shape: tuple[int, ...],
+    margin: float,
+    distance: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The picks of :func:`extract_particles` from ``_component_peaks``: mass, edge, suppression."""
+    keep = mass > int(min_mass)
+    centres, peaks = centres[keep], peaks[keep]
+    keep = _inside(centres, shape, margin)
+    centres, peaks = centres[keep], peaks[keep]
+    order = _suppress(centres, peaks, distance)
+    return centres[order], peaks[order]
 
 
 def extract_particles(
@@ -80,6 +124,10 @@ def extract_particles(
     ------
     CryomlError
         For a non-3D input or bad parameters.
+
+    See Also
+    --------
+    calibrate_extraction : choose ``threshold`` and ``min_mass`` on an annotated output.
     """
     volume = check_array(segmentation, ndim=3, name="segmentation")
     box = int(check_positive(box_size, name="box_size"))
@@ -87,28 +135,11 @@ def extract_particles(
         raise CryomlError(f"'min_mass' must be >= 0; got {min_mass}.")
     distance = box / 4 if min_distance is None else float(min_distance)
     margin = box / 2 if edge is None else float(edge)
-    mask = volume >= threshold
-    labels, n = ndi.label(mask, structure=np.ones((3, 3, 3), bool))
-    if n == 0:
-        return Particles(
-            np.zeros((0, 3)),
-            box_size=box,
-            scores=np.zeros(0),
-            classes=np.zeros(0, int),
-            class_names={class_id: class_name},
-        )
-    index = np.arange(1, n + 1)
-    mass = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    index = index[mass > int(min_mass)]
-    if index.size == 0:
-        centres, scores = np.zeros((0, 3)), np.zeros(0)
-    else:
-        centres = np.asarray(ndi.maximum_position(volume, labels, index), float).reshape(-1, 3)
-        scores = np.asarray(ndi.maximum(volume, labels, index), float).reshape(-1)
-        keep = _inside(centres, volume.shape, margin)
-        centres, scores = centres[keep], scores[keep]
-        order = _suppress(centres, scores, distance)
-        centres, scores = centres[order], scores[order]
+    mass, peaks_at, peaks = _component_peaks(volume, threshold)
+    centres, scores = _select_peaks(
+        mass, peaks_at, peaks, min_mass=min_mass, shape=volume.shape, margin=margin,
+        distance=distance,
+    )
     return Particles(
         centres,
         box_size=box,
