@@ -71,8 +71,9 @@ print(train, test, sep="\n")
 # **Pitfall:** give Inception3D the raw volumes (`normalize=False`), as the authors' code did.
 # On standardised input its 786,080-input linear layer takes huge steps and the network can
 # collapse to chance: with the paper's recipe 0.046 against 0.967 with raw input on our
-# full-size run at SNR 0.1, ±60° (first Table 1, noise added after the CTF), and with the `modern` recipe 0.043 in this notebook's own
-# full mode (`benchmarks/RESULTS.md`). A collapsed fit logs a warning.
+# full-size run at SNR 0.1, ±60° (first Table 1, noise added after the CTF), and with the
+# `modern` recipe 0.043 in this notebook's own full mode (`benchmarks/RESULTS.md`). A collapsed
+# fit logs a warning.
 
 # %%
 monitor = TrainingMonitor()
@@ -125,8 +126,11 @@ for name, report in reports.items():
 # particle's frequency band almost clean (band SNR ~3 at nominal 0.1), so the CNNs were at or
 # above the paper in 28 of 30 cells and RIF-SVM was just as good — the paper's CNN-over-RIF
 # margin was not reproduced. The simulator now adds the noise before CTF × MTF, as the paper
-# did (band SNR ~0.2 at nominal 0.1), so the same nominal SNR is a much harder task here;
-# `benchmarks/RESULTS.md` has the Table 1 runs, labelled by noise stage.
+# did (band SNR ~0.2 at nominal 0.1), so the same nominal SNR is a much harder task. The grid
+# re-run that way (session 8, one H200) has the paper's shape: Inception3D 0.764 at SNR 0.1
+# ±60° (paper 0.851), 0.716 at 0.05 ±60° (0.757), 0.554 at 0.03 ±40° (0.473) — at or above the
+# paper at SNR 1000 and 0.03, below it at 0.5 and 0.1 — while RIF-SVM (0.790 at 0.1 ±60°, paper
+# 0.762) stays above its paper column. `benchmarks/RESULTS.md` has both tables, labelled.
 
 # %%
 show(plot_confusion(reports, class_names=test.class_names))
