@@ -288,7 +288,8 @@ io.write_coordinates(OUT / "ribosomes.star", picks, overwrite=True)
 truth_b = cell_b.particles.centres[cell_b.particles.classes == 0]
 inside = ((truth_b >= 6) & (truth_b <= np.subtract(clean_b.shape, 7))).all(axis=1)
 scores = metrics.detection_scores(picks.centres, truth_b[inside], 12.5)
-print(len(picks), "picks of", int(inside.sum()), "ribosomes in the new tomogram;", scores)
+print(f"{len(picks)} picks of {int(inside.sum())} ribosomes in the new tomogram: "
+      f"precision {scores['precision']:.2f}, recall {scores['recall']:.2f}")
 fits = ((picks.centres >= 12) & (picks.centres <= np.subtract(clean_b.shape, 13))).all(axis=1)
 if fits.any():  # only boxes that lie wholly inside the volume can be cut
     boxes = tomoseg.cut_subtomograms(clean_b, io.Particles(picks.centres[fits]), box_size=24)
