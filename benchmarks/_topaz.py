@@ -87,13 +87,15 @@ def _extract(model, processed: Path, names, *, radius, up_scale, out, note, thre
 
 
 def run_topaz_baseline(
-    *, train, calibrate, test, positives, radius, diameter, quick, work: Path, note
+    *, train, calibrate, test, positives, radius, diameter, quick, work: Path, note,
+    training: tuple[int, int, int] | None = None,
 ) -> dict:
     """Topaz pretrained (resnet16) and Topaz trained on the same training picks.
 
     Micrographs are those of benchmarks/picking.py (dicts with image, truth, box); Topaz gets
     them downsampled ×2 by its own ``preprocess`` (its usual step), and its coordinates are
-    scaled back. Returns the APs, precision/recall at the F2 peak on the same test
+    scaled back. ``training`` = (epochs, epoch size, minibatch) overrides the defaults of
+    ``quick``. Returns the APs, precision/recall at the F2 peak on the same test
     micrographs, seconds per micrograph, and the PR curves under "_curves".
     """
     from cryoml.picking import evaluate_picks
@@ -157,7 +159,7 @@ def run_topaz_baseline(
         shutil.copy(work / "processed" / f"{name}.mrc", train_dir / f"{name}.mrc")
     per_micrograph = int(np.ceil(np.mean([len(m["truth"]) for m in train])))
     # CPU: one Topaz epoch of 100 minibatches of 256 took ~6 min here; keep training small.
-    epochs, epoch_size, minibatch = (2, 40, 64) if quick else (5, 200, 128)
+    epochs, epoch_size, minibatch = training or ((2, 40, 64) if quick else (5, 200, 128))
     (work / "model").mkdir()
     start = time.perf_counter()
     _run(
