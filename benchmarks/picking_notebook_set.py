@@ -1,0 +1,76 @@
+"""DeepEM against Topaz on notebook 04's QUICK micrographs: same boxes, test set and metric.
+
+Simulated KLH micrographs (14 micrographs of 512² at 14 Å/px, SNR 0.1, seed 0: 8 to train, 2 to
+calibrate DeepEM's F2 threshold, 4 to test), the notebook's DeepEM settings (8 epochs, batch
+16, Adam 3e-3, one hard-negative round), Topaz pretrained (resnet16) and Topaz trained on the
+same good particles (PU learning, 4 epochs × 100 minibatches of 64, on the CPU). AP over all
+candidates on the 4 test micrographs, picks right within half a diameter. Needs the Topaz
+virtualenv (``bash benchmarks/topaz_env.sh``). Prints one JSON object (~6 min on 2 CPU cores).
+
+    .venv/bin/python benchmarks/picking_notebook_set.py [--no-deepem]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _topaz
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    from cryoml import picking
+    from cryoml.simulate import simulate_micrographs
+
+    start = time.perf_counter()
+
+    def note(message):
+        print(f"[{time.perf_counter() - start:6.0f} s] {message}", file=sys.stderr, flush=True)
+
+    micrographs = simulate_micrographs(14, shape=(512, 512), pixel_size=14.0, particle="klh",
+                                       snr=0.1, n_particles=14, random_state=0)
+    train, calibrate, test = micrographs[:8], micrographs[8:10], micrographs[10:]
+    box = train[0].box_size
+    diameter = train[0].params["particle_diameter_A"] / 14.0
+    radius = picking.match_radius(diameter)
+    result = {}
+    if "--no-deepem" not in sys.argv:
+        picker = picking.ParticlePicker(box, recipe="modern", epochs=8, batch_size=16,
+                                        learning_rate=3e-3, particle_diameter=diameter,
+                                        hard_negative_rounds=1, random_state=0, progress=False)
+        picker.fit([m.image for m in train], [m.particles for m in train])
+        picker.calibrate_threshold([m.image for m in calibrate], [m.particles for m in calibrate])
+        evaluation = picking.evaluate_picks(
+            [picker.candidates(m.image) for m in test], [m.particles for m in test],
+            radius=radius, threshold=picker.threshold_)
+        result["deepem"] = {"ap": evaluation.average_precision,
+                            "precision": evaluation.precision, "recall": evaluation.recall,
+                            "threshold": picker.threshold_,
+                            "heldout_balanced_accuracy": picker.validation_accuracy_}
+        note(f"DeepEM AP {evaluation.average_precision:.3f}")
+
+    def as_dict(m):
+        return {"image": m.image.data, "truth": m.particles, "box": box}
+
+    topaz = _topaz.run_topaz_baseline(
+        train=[as_dict(m) for m in train], calibrate=None, test=[as_dict(m) for m in test],
+        positives=[m.particles for m in train], radius=radius, diameter=diameter, quick=True,
+        work=ROOT / "outputs" / "benchmarks" / "topaz_notebook_set", note=note,
+        training=(4, 100, 64))
+    topaz.pop("_curves", None)
+    result["topaz"] = topaz
+    result["note"] = ("Topaz's precision/recall are at its best F2 on the test micrographs; "
+                      "DeepEM's at the F2 threshold chosen on the calibration micrographs.")
+    result["seconds"] = time.perf_counter() - start
+    print(json.dumps(result, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
