@@ -96,6 +96,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--diameter", type=float, help=DIAMETER_HELP)
     train.add_argument("--min-distance", type=float, help=MIN_DISTANCE_HELP)
     train.add_argument(
+        "--jitter",
+        type=float,
+        help="largest shift (px, each axis) of the two off-centre copies of every particle box, "
+        "so that particles between the score map's grid points are still recognised (default: "
+        "0.1 x diameter, at most half the grid step, with --recipe modern; 0 = centred boxes "
+        "only, the paper's recipe default)",
+    )
+    train.add_argument(
         "--hard-negative-rounds",
         type=int,
         default=0,
@@ -231,7 +239,7 @@ def _check_positive_options(args) -> None:
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise CryomlError(f"--{name.replace('_', '-')} must be >= 1; got {value}.")
-    for name in ("min_distance", "diameter", "radius"):
+    for name in ("min_distance", "diameter", "radius", "jitter"):
         value = getattr(args, name, None)
         if value is not None and value < 0:
             raise CryomlError(f"--{name.replace('_', '-')} must be >= 0; got {value}.")
@@ -325,6 +333,7 @@ def _train(args) -> int:
         particle_diameter=args.diameter,
         min_distance=args.min_distance,
         hard_negative_rounds=args.hard_negative_rounds,
+        jitter=args.jitter,
         random_state=args.seed,
         progress=logging.getLogger().level <= logging.INFO,
     )

@@ -193,6 +193,7 @@ def test_help_shows_defaults_and_explains_box_presets_and_recipes(capsys):
     assert "1.5 × the particle diameter" in text  # how to choose --box
     assert "klh 272 px" in text and "squared error" in text
     assert "--min-distance" in text and "touching particles" in text
+    assert "--jitter" in text and "copies of every particle box" in text
 
 
 def test_cheap_checks_come_before_any_work(tmp_path):
@@ -204,6 +205,9 @@ def test_cheap_checks_come_before_any_work(tmp_path):
              str(tmp_path / "x.npy")])
     with pytest.raises(CryomlError, match="--min-distance"):
         run(["train", "a.mrc", "--coords", "a.box", "--box", "48", "--min-distance", "-1",
+             "--out", str(tmp_path / "p.keras")])
+    with pytest.raises(CryomlError, match="--jitter"):
+        run(["train", "a.mrc", "--coords", "a.box", "--box", "48", "--jitter", "-2",
              "--out", str(tmp_path / "p.keras")])
     with pytest.raises(CryomlError, match="--calibrate-coords"):
         run(["train", "a.mrc", "--coords", "a.box", "--box", "48", "--calibrate-micrographs",
