@@ -128,9 +128,10 @@ for name, report in reports.items():
 # margin was not reproduced. The simulator now adds the noise before CTF × MTF, as the paper
 # did (band SNR ~0.2 at nominal 0.1), so the same nominal SNR is a much harder task. The grid
 # re-run that way (session 8, one H200) has the paper's shape: Inception3D 0.764 at SNR 0.1
-# ±60° (paper 0.851), 0.716 at 0.05 ±60° (0.757), 0.554 at 0.03 ±40° (0.473) — at or above the
-# paper at SNR 1000 and 0.03, below it at 0.5 and 0.1 — while RIF-SVM (0.790 at 0.1 ±60°, paper
-# 0.762) stays above its paper column. `benchmarks/RESULTS.md` has both tables, labelled.
+# ±60° (paper 0.851), 0.716 at 0.05 ±60° (0.757), 0.554 at 0.03 ±40° (0.473) — level with the
+# paper at SNR 1000, above it at 0.03, below it at 0.5 and 0.1 — while RIF-SVM (0.790 at 0.1
+# ±60°, paper 0.762) stays above its paper column. `benchmarks/RESULTS.md` has both tables,
+# labelled.
 
 # %%
 show(plot_confusion(reports, class_names=test.class_names))
