@@ -100,7 +100,7 @@ picker_widget
 
 # %%
 positives = [picker_widget.state.particles("positive")] + [m.particles for m in train[1:]]
-picker = picking.ParticlePicker(BOX, recipe="modern", epochs=EPOCHS, batch_size=16,
+picker = picking.ParticlePicker(BOX, recipe="modern", epochs=EPOCHS, batch_size=32,
                                 learning_rate=3e-3, particle_diameter=DIAMETER,
                                 hard_negative_rounds=1, random_state=SEED, progress=False)
 monitor = TrainingMonitor()
