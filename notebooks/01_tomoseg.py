@@ -294,8 +294,15 @@ fits = ((picks.centres >= 12) & (picks.centres <= np.subtract(clean_b.shape, 13)
 if fits.any():  # only boxes that lie wholly inside the volume can be cut
     boxes = tomoseg.cut_subtomograms(clean_b, io.Particles(picks.centres[fits]), box_size=24)
     average = tomoseg.average_subtomograms(boxes)
-    print(f"average of {int(fits.sum())} picks whose 24³ box fits in the volume")
-    display(SliceViewer(average, figsize=(3, 3)))
+    print(f"average of {int(fits.sum())} picks whose 24³ box fits in the volume (below)")
+
+# %% [markdown]
+# The average of the picks, slice by slice through its 24³ box:
+
+# %%
+SliceViewer(average, figsize=(3, 3)) if fits.any() else print("no pick's box fits: no average")
+
+# %%
 headline = {"architecture": ARCHITECTURE, "membrane_dice_visible": round(dice_visible, 3),
             "ribosome_picks": len(picks), "ribosome_recall": round(scores["recall"], 3),
             "ribosome_precision": round(scores["precision"], 3),
