@@ -344,9 +344,9 @@ def _box_files(folder: Path) -> dict[str, str]:
 @pytest.mark.parametrize("lab", [TOMOSEG], indirect=True)
 @pytest.mark.xfail(
     reason="passed (live canvas, click saved) until notebook 01 gained its held-out-tomogram "
-    "cell; since then the last SliceViewer there (the average, display()ed inside an if) shows "
-    "neither a canvas nor an image after Run All, also after 90 s and scrolling to its figure. "
-    "Issue 15.",
+    "cell; since then its last SliceViewer (the ribosome average, figsize 3x3, also as a cell's "
+    "own result) renders in an output box ~90 px high that scrolls: contrast slider and ipympl "
+    "toolbar show, no canvas is drawn, also after 90 s and scrolling to its figure. Issue 15.",
     strict=False,
 )
 def test_tomoseg_widgets_stay_live_after_run_all(browser, lab):
