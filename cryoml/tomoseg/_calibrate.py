@@ -19,7 +19,7 @@ import numpy as np
 from cryoml._errors import CryomlError
 from cryoml._validation import check_array, check_positive
 from cryoml.io import Particles
-from cryoml.metrics import match_points
+from cryoml.metrics import match_points, precision_recall_fbeta
 from cryoml.tomoseg._extract import _component_peaks, _inside, _select_peaks
 
 __all__ = ["DEFAULT_THRESHOLDS", "ExtractionCalibration", "calibrate_extraction"]
@@ -119,11 +119,6 @@ def _grid(values, name: str, default) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise CryomlError(f"'{name}' must be finite; got {values!r}.")
     return np.unique(array)
-
-
-def _fbeta(precision: float, recall: float, beta: float) -> float:
-    b2 = beta * beta
-    return (1 + b2) * precision * recall / (b2 * precision + recall) if precision + recall else 0.0
 
 
 def calibrate_extraction(
@@ -249,11 +244,10 @@ def calibrate_extraction(
                 distance=distance,
             )
             picks[i, j] = len(picked)
-            if len(picked):
-                matched, _ = match_points(picked, truth, radius)
-                precisions[i, j] = len(matched) / len(picked)
-                recalls[i, j] = len(matched) / len(truth)
-            fbetas[i, j] = _fbeta(precisions[i, j], recalls[i, j], beta)
+            hits = len(match_points(picked, truth, radius)[0]) if len(picked) else 0
+            precisions[i, j], recalls[i, j], fbetas[i, j] = precision_recall_fbeta(
+                hits, len(picked) - hits, len(truth) - hits, beta=beta
+            )
             if (fbetas[i, j], precisions[i, j]) > best:
                 best, choice = (fbetas[i, j], precisions[i, j]), (i, j)
     i, j = choice
