@@ -69,17 +69,47 @@ def parse_cell(text: str) -> tuple[float, float]:
     return float(parts["snr"]), float(parts["tilt"])
 
 
+class CachedCell:
+    """A cell read back from ``--cache``: what :func:`simulate_cell`'s callers use of a set."""
+
+    def __init__(self, data, labels, class_names):
+        self.data, self.labels, self.class_names = data, labels, class_names
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
 def simulate_cell(snr, tilt, args, complexes):
     """The cell's subtomograms, split in half (the same set for every method of a cell)."""
     import numpy as np
 
     from cryoml.simulate import simulate_subtomograms
 
-    data = simulate_subtomograms(
-        complexes, args.n_per_class, snr=snr, tilt_range=tilt, box=args.box,
-        voxel_size=args.voxel_size, random_state=args.seed, n_jobs=args.n_jobs,
-        noise_stage=args.noise_stage,
-    )
+    cached = None
+    if args.cache is not None:
+        key = (f"{cell_name(snr, tilt)}_{args.noise_stage}_n{args.n_per_class}_box{args.box}"
+               f"_seed{args.seed}_{len(complexes)}complexes")
+        cached = args.cache / key
+    if cached is not None and (cached / "labels.npy").is_file():
+        meta = json.loads((cached / "meta.json").read_text())
+        data = CachedCell(np.load(cached / "data.npy", mmap_mode="r"),
+                          np.load(cached / "labels.npy"), meta["class_names"])
+    else:
+        data = simulate_subtomograms(
+            complexes, args.n_per_class, snr=snr, tilt_range=tilt, box=args.box,
+            voxel_size=args.voxel_size, random_state=args.seed, n_jobs=args.n_jobs,
+            noise_stage=args.noise_stage,
+        )
+        if cached is not None:  # other processes of a probe read the same cell
+            tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
+            tmp.mkdir(parents=True, exist_ok=True)
+            np.save(tmp / "data.npy", data.data)
+            np.save(tmp / "labels.npy", data.labels)
+            (tmp / "meta.json").write_text(json.dumps({"class_names": data.class_names}))
+            try:
+                os.replace(tmp, cached)
+            except OSError:  # another process finished first
+                pass
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(data))
     half = len(order) // 2
@@ -98,14 +128,32 @@ def run_method(method, train, test, class_names, args) -> dict:
         out["accuracy"] = float(model.evaluate(*test)["accuracy"])
         out["n_jobs"] = args.n_jobs
     else:
-        clf = SubtomoClassifier(model=method, recipe=args.recipe, epochs=args.epochs,
-                                normalize=method not in args.raw, random_state=args.seed,
-                                progress=False)
+        options = {"recipe": args.recipe, "epochs": args.epochs,
+                   "normalize": method not in args.raw,
+                   **args.classifier_options.get(method, {})}
+        clf = SubtomoClassifier(model=method, random_state=args.seed, progress=False, **options)
         clf.fit(*train, class_names=class_names)
         out["accuracy"] = float(clf.evaluate(*test)["accuracy"])
-        out["input"] = "raw" if method in args.raw else "standardised"
+        out["input"] = "standardised" if clf.normalize else "raw"
+        out["val_accuracy"] = [round(v, 4) for v in clf.history_["val_accuracy"]]
     out["seconds"] = time.perf_counter() - start
     return out
+
+
+def parse_classifier_options(items: list[str], parser) -> dict[str, dict]:
+    """``MODEL=JSON`` items as {model: SubtomoClassifier keyword arguments}."""
+    parsed: dict[str, dict] = {}
+    for item in items:
+        model, _, text = item.partition("=")
+        try:
+            options = json.loads(text)
+        except json.JSONDecodeError as error:
+            parser.error(f"--classifier-options {item!r}: not JSON after '=' ({error})")
+        if model not in METHODS[:2] or not isinstance(options, dict):
+            parser.error(f"--classifier-options {item!r}: use MODEL={{...}} with MODEL one of "
+                         f"{list(METHODS[:2])}")
+        parsed[model] = options
+    return parsed
 
 
 def estimate_seconds(results: dict, piece: str, scale: float) -> float:
@@ -163,12 +211,20 @@ def main() -> None:
                         help="train these CNNs (all when none is named) on the raw simulated "
                         "volumes (normalize=False), as the authors' code did, instead of "
                         "standardising each one")
+    parser.add_argument("--classifier-options", nargs="*", default=[], metavar="MODEL=JSON",
+                        help="SubtomoClassifier options for one CNN, over --recipe/--raw, e.g. "
+                        "'dsrf3d={\"recipe\": \"modern\", \"learning_rate\": 1e-4, "
+                        "\"augment\": null, \"model_options\": {\"dropout\": 0}}'")
+    parser.add_argument("--cache", type=Path,
+                        help="folder for simulated cells (.npy): a later process with the same "
+                        "settings reads the cell instead of simulating it again")
     parser.add_argument("--box", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-jobs", type=int, default=os.cpu_count() or 2,
                         help="simulation processes and RIF-SVM jobs (default: all cores)")
     args = parser.parse_args()
     args.raw = (set() if args.raw is None else set(args.raw or METHODS[:2]))
+    args.classifier_options = parse_classifier_options(args.classifier_options, parser)
 
     from cryoml.subtomo import XU2017_COMPLEXES
 
@@ -202,6 +258,8 @@ def main() -> None:
         "raw_input": sorted(args.raw), "voxel_size": args.voxel_size, "quick": args.quick,
         "complexes": complexes, "noise_stage": args.noise_stage, "seed": args.seed,
     }
+    if args.classifier_options:  # only when given: files from before the option still match
+        settings["classifier_options"] = args.classifier_options
     old = results.get("settings")
     if old is not None:
         old = {"noise_stage": "detector", "seed": 0, **old}  # files from before these keys
@@ -234,6 +292,7 @@ def main() -> None:
         details[f"{method}_s"] = out["seconds"]
         if "input" in out:
             details[f"{method}_input"] = out["input"]
+            details[f"{method}_val_accuracy"] = out["val_accuracy"]
         results["protocol"][name] = args.protocol if args.cells is None else "cells named"
         save()
         log(f"  {method}: {out['accuracy']:.3f} ({out['seconds']:.0f} s)")

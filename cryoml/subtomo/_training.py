@@ -139,6 +139,10 @@ class SubtomoClassifier:
         Seeds the split, the shuffling, the augmentation and Keras.
     progress : bool, default True
         tqdm bar over epochs.
+    model_options : dict, optional
+        Passed to the network's builder (:func:`cryoml.subtomo.models.build_model`), e.g.
+        ``{"dropout": 0.0}`` for DSRF3D without the dropout after its hidden layers (the
+        paper names none; the builder's default 0.5 is ours).
 
     Attributes
     ----------
@@ -175,6 +179,7 @@ class SubtomoClassifier:
         normalize: bool = True,
         random_state: int | np.random.Generator | None = None,
         progress: bool = True,
+        model_options: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
         self.recipe = recipe
@@ -188,6 +193,7 @@ class SubtomoClassifier:
         self.normalize = normalize
         self.random_state = random_state
         self.progress = progress
+        self.model_options = model_options
 
     # --- settings -------------------------------------------------------------------------
 
@@ -198,6 +204,7 @@ class SubtomoClassifier:
             raise CryomlError(
                 f"unknown training recipe {self.recipe!r}; choose one of {sorted(RECIPES)}."
             )
+        self._check_model_options()
         settings = dict(RECIPES[self.recipe])
         for key in ("epochs", "batch_size", "learning_rate"):
             value = getattr(self, key)
@@ -215,6 +222,26 @@ class SubtomoClassifier:
         if self.checkpoint is not None and Path(self.checkpoint).suffix != ".keras":
             raise CryomlError(f"checkpoint {self.checkpoint}: use a .keras file name.")
         return settings
+
+    def _check_model_options(self) -> None:
+        import inspect
+
+        from cryoml.subtomo.models import build_dsrf3d, build_inception3d
+
+        options = self.model_options or {}
+        if not isinstance(options, dict):
+            raise CryomlError(
+                f"'model_options' must be a dict of builder options; got {options!r}."
+            )
+        builder = {"inception3d": build_inception3d, "dsrf3d": build_dsrf3d}[self.model]
+        known = [name for name, p in inspect.signature(builder).parameters.items()
+                 if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "name"]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise CryomlError(
+                f"{self.model} has no option {', '.join(map(repr, unknown))}; its options are "
+                f"{known}."
+            )
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -311,7 +338,8 @@ class SubtomoClassifier:
         self.input_shape_ = tuple(int(s) for s in data.shape[1:])
         self.n_classes_ = n_classes
         self.class_names_ = class_names or [str(i) for i in range(n_classes)]
-        self.model_ = build_model(self.model, self.input_shape_, n_classes)
+        self.model_ = build_model(self.model, self.input_shape_, n_classes,
+                                  **dict(self.model_options or {}))
         self.model_.compile(
             optimizer=self._optimizer(settings),
             loss="categorical_crossentropy",
@@ -475,6 +503,7 @@ class SubtomoClassifier:
             "recipe": self.recipe,
             "settings": self.settings_,
             "normalize": bool(self.normalize),
+            "model_options": dict(self.model_options or {}),
             "input_shape": list(self.input_shape_),
             "n_classes": self.n_classes_,
             "class_names": self.class_names_,
@@ -522,7 +551,7 @@ class SubtomoClassifier:
         check_model_io(model, path, what="subtomogram network", input_rank=5, output_rank=2,
                        output_units=int(meta["n_classes"]), how=how)
         clf = cls(model=meta["model"], recipe=meta["recipe"], normalize=meta["normalize"],
-                  progress=progress)
+                  progress=progress, model_options=meta.get("model_options") or None)
         clf.model_ = model
         clf.settings_ = meta["settings"]
         clf.input_shape_ = tuple(meta["input_shape"])

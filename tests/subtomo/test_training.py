@@ -64,6 +64,20 @@ def test_paper_recipe_trains_dsrf3d_from_an_hdf5_file_with_a_checkpoint(tiny_set
     assert clf.settings_["optimizer"] == "sgd_nesterov"
 
 
+def test_model_options_reach_the_builder_and_survive_save(tiny_set, tmp_path):
+    data, labels, _ = tiny_set
+    clf = SubtomoClassifier(model="dsrf3d", epochs=1, batch_size=8, random_state=0,
+                            progress=False, model_options={"dropout": 0.0, "n_dense": 16})
+    clf.fit(data, labels)
+    names = [layer.name for layer in clf.model_.layers]
+    assert "dropout1" not in names
+    assert clf.model_.get_layer("fc1").units == 16
+    loaded = SubtomoClassifier.load(clf.save(tmp_path / "net.keras"), progress=False)
+    assert loaded.model_options == {"dropout": 0.0, "n_dense": 16}
+    with pytest.raises(CryomlError, match=r"no option 'width'.*dropout"):
+        SubtomoClassifier(model="dsrf3d", model_options={"width": 2}).fit(data, labels)
+
+
 def test_interrupted_training_keeps_the_best_weights(tiny_set, monkeypatch):
     import keras
 
