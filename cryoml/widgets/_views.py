@@ -119,9 +119,33 @@ class _View:
         self.figure.savefig(buffer, format="png", dpi=80)
         return Image(data=buffer.getvalue(), format="png")
 
+    def _prime_canvas(self) -> None:
+        """Give an ipympl canvas its size and first picture before it is displayed.
+
+        ipympl does this in the canvas' own ``_repr_mimebundle_``, which is not called for a
+        canvas inside a box; until the kernel answers the front end's first message the
+        canvas is then 0 × 0 px. After Run All that answer waits for every queued cell, and
+        the last viewer of notebook 01 stayed blank in JupyterLab."""
+        import base64
+        import io
+
+        canvas = self.figure.canvas
+        if not self.canvas_is_widget or not hasattr(canvas, "_size"):
+            return
+        ratio = float(getattr(canvas, "device_pixel_ratio", 1.0) or 1.0)
+        width = self.figure.get_figwidth() * self.figure.dpi / ratio
+        height = self.figure.get_figheight() * self.figure.dpi / ratio
+        if hasattr(canvas, "_data_url"):
+            buffer = io.BytesIO()
+            self.figure.savefig(buffer, format="png", dpi="figure")
+            canvas._data_url = ("data:image/png;base64,"
+                                + base64.b64encode(buffer.getvalue()).decode("ascii"))
+        canvas._size = (float(width), float(height))
+
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
+        self._prime_canvas()
         display(self.widget)
         if not self.canvas_is_widget:  # no ipympl: a picture that follows the state
             self._handle = display(self._picture(), display_id=True)

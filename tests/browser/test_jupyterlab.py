@@ -220,6 +220,23 @@ _DIAGNOSE = _PANEL + """(() => {
     kernel: c && c.session && c.session.kernel && c.session.kernel.status});
 })()"""
 
+_LAYOUT = """(() => {
+  const sliders = [...document.querySelectorAll('.widget-slider')]
+      .filter(e => (e.querySelector('.widget-label') || {}).textContent === 'slice');
+  if (!sliders.length) return 'no slice slider';
+  const output = sliders[sliders.length - 1].closest('.jp-OutputArea-output');
+  const figure = output && output.querySelector('.jupyter-matplotlib');
+  const chain = [];
+  for (let e = figure; e && e !== output.parentElement; e = e.parentElement) {
+    const st = getComputedStyle(e);
+    chain.push(`${e.className.toString().slice(0, 60)} h=${e.clientHeight}/${e.scrollHeight} ` +
+               `overflow=${st.overflow} max=${st.maxHeight} flex=${st.flex}`);
+  }
+  const canvases = figure ? [...figure.querySelectorAll('canvas')]
+      .map(c => `${c.className}:${c.width}x${c.height}`) : [];
+  return JSON.stringify({chain, canvases, html: figure && figure.innerHTML.slice(0, 400)});
+})()"""
+
 _KERNEL_IDLE = _PANEL + """(() => {
   const w = panel();
   const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
@@ -276,7 +293,8 @@ def test_quickstart_slice_viewer_works_in_jupyterlab(browser, lab):  # skips bef
     except AssertionError as error:
         _screenshot(browser, SCREENSHOT.with_name("jupyterlab_failure.png"))
         state = browser.js(_DIAGNOSE)
-        raise AssertionError(f"{error}; page state: {state}") from None
+        layout = browser.js(_LAYOUT)
+        raise AssertionError(f"{error}; page state: {state}; last viewer: {layout}") from None
 
 
 def _drive(devtools: DevTools, lab: str) -> None:
@@ -342,20 +360,14 @@ def _box_files(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("lab", [TOMOSEG], indirect=True)
-@pytest.mark.xfail(
-    reason="passed (live canvas, click saved) until notebook 01 gained its held-out-tomogram "
-    "cell; since then its last SliceViewer (the ribosome average, figsize 3x3, also as a cell's "
-    "own result) renders in an output box ~90 px high that scrolls: contrast slider and ipympl "
-    "toolbar show, no canvas is drawn, also after 90 s and scrolling to its figure. Issue 15.",
-    strict=False,
-)
 def test_tomoseg_widgets_stay_live_after_run_all(browser, lab):
     try:
         _drive_tomoseg(browser, lab)
     except AssertionError as error:
         _screenshot(browser, SCREENSHOT.with_name("jupyterlab_01_failure.png"))
         state = browser.js(_DIAGNOSE)
-        raise AssertionError(f"{error}; page state: {state}") from None
+        layout = browser.js(_LAYOUT)
+        raise AssertionError(f"{error}; page state: {state}; last viewer: {layout}") from None
 
 
 def _drive_tomoseg(devtools: DevTools, lab: _Lab) -> None:
@@ -379,6 +391,8 @@ def _drive_tomoseg(devtools: DevTools, lab: _Lab) -> None:
         viewer = devtools.js(_LAST_SLICE_VIEWER)
     assert viewer["canvas"] and viewer["images"] == 0, (
         f"the last SliceViewer is not a live canvas after Run All: {viewer}")
+    time.sleep(1)  # scrolled to the figure
+    _screenshot(devtools, SCREENSHOT.with_name("jupyterlab_01_last_viewer.png"))
     out = lab.root.parent / "outputs" / "notebooks" / "01_tomoseg"
     before = _box_files(out)
     point = _wait(lambda: devtools.js(_BOX_PICKER_CANVAS), 60, "the BoxPicker's canvas")
