@@ -60,14 +60,7 @@ FLOORS: dict[str, dict[str, float | Callable[[dict[str, Any]], list[str]]]] = {
 
 # Floors a story still misses, measured and tracked in an open issue: the test reports them as
 # expected failures (and fails again for any other miss). Remove an entry when it is met.
-KNOWN_MISSES: dict[str, dict[str, Any]] = {
-    "04_deepem_picking": {
-        "keys": {"heldout_accuracy"},
-        "why": "issue 19 (QUICK held-out balanced accuracy 0.75-0.79 measured after the "
-        "hard-negative round, floor 0.8: flagged particles taught as negatives make the "
-        "network cautious on particles at 0.5, while AP on the test micrographs is 0.74-0.77)",
-    },
-}
+KNOWN_MISSES: dict[str, dict[str, Any]] = {}
 
 
 def floor_failures(name: str, headline: dict[str, Any]) -> list[str]:

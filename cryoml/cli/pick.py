@@ -343,6 +343,10 @@ def _train(args) -> int:
     negatives = _read_coords(args.negatives, images, "--negatives") if args.negatives else None
     picker.fit(images, coords, negatives)
     summary = {"validation_accuracy": picker.validation_accuracy_}
+    if picker.hard_negative_counts_:
+        summary["hard_negatives_added"] = list(picker.hard_negative_counts_)
+        if picker.hard_negative_accuracy_ == picker.hard_negative_accuracy_:  # not NaN
+            summary["held_out_hard_negative_accuracy"] = picker.hard_negative_accuracy_
     if args.calibrate_micrographs:
         calibration = _read_images(args.calibrate_micrographs)
         truth = _read_coords(args.calibrate_coords, calibration, "--calibrate-coords")

@@ -250,7 +250,12 @@ class ParticlePicker(_PickingMixin):
     validation_accuracy_ : float
         Held-out balanced accuracy at threshold 0.5: the mean of the accuracies on held-out
         particle boxes and on held-out background boxes (chance 0.5 whatever their ratio),
-        four rotations of each box as given (shifted copies are not scored).
+        four rotations of each box as given (shifted copies are not scored). Always on boxes
+        of the first round, so rounds of recursive training compare.
+    hard_negative_accuracy_ : float
+        Share of held-out negatives added by later rounds (mined or flagged false picks)
+        scored below 0.5; NaN before such a round. These are the hardest boxes by design
+        (the network called them particles), so this is lower than the balanced accuracy.
     sd_band_ : (float, float) or None
     threshold_ : float
         Score threshold (0.5 until :meth:`calibrate_threshold`).
@@ -444,6 +449,7 @@ class ParticlePicker(_PickingMixin):
         self.pixel_size_ = pixel_size
         self._validation_mask = None
         self._copy_mask = copies
+        self._n_given = len(labels)
         self._fit_boxes(boxes, labels, rng, callbacks=callbacks, groups=groups)
         self.hard_negative_counts_ = []
         if self.hard_negative_rounds:
@@ -563,6 +569,7 @@ class ParticlePicker(_PickingMixin):
         self.pixel_size_ = None
         self._validation_mask = None
         self._copy_mask = None
+        self._n_given = len(labels)
         return self._fit_boxes(boxes, labels, rng, callbacks=callbacks)
 
     def _check_boxes(self, boxes, labels):
@@ -757,6 +764,13 @@ class ParticlePicker(_PickingMixin):
         if known is not None and len(known) <= len(labels):
             copies[: len(known)] = known
         scored = validation & ~copies
+        # The held-out check stays on the first round's boxes (particles and background as
+        # given), so rounds compare; negatives added later (mined or flagged false picks,
+        # chosen *because* the network called them particles) are scored on their own.
+        given = (np.arange(len(labels)) < getattr(self, "_n_given", len(labels))) | (
+            labels == 1)
+        added = scored & ~given
+        scored = scored & given
         validation_data = None
         if scored.any():
             validation_data = (
@@ -802,6 +816,10 @@ class ParticlePicker(_PickingMixin):
             )
         else:
             self.validation_accuracy_ = float("nan")
+        self.hard_negative_accuracy_ = float("nan")
+        if added.any():
+            scores = self._predict(_rotations(boxes[added])[..., None])
+            self.hard_negative_accuracy_ = float(np.mean(scores < 0.5))
         log.info("held-out accuracy at 0.5: %.3f", self.validation_accuracy_)
         if validation_data is not None:
             self._warn_if_at_chance(validation_data[1])

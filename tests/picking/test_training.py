@@ -204,3 +204,31 @@ def test_held_out_accuracy_is_balanced_over_particles_and_background():
     assert picker.validation_accuracy_ == pytest.approx(balanced)
     if right[held == 0].mean() != right[held == 1].mean():  # else both measures agree anyway
         assert picker.validation_accuracy_ != pytest.approx(right.mean())
+
+
+def test_held_out_check_stays_on_the_given_boxes_when_negatives_are_added():
+    rng = np.random.default_rng(1)
+    boxes = rng.normal(size=(120, 48, 48)).astype(np.float32)
+    boxes[:40] += 3.0  # 40 easy particles against 80 background boxes
+    labels = np.r_[np.ones(40), np.zeros(80)]
+    picker = ParticlePicker(48, epochs=2, validation_fraction=0.25, random_state=0,
+                            progress=False)
+    picker.fit_boxes(boxes, labels)
+    first_mask = picker._validation_mask.copy()
+    assert np.isnan(picker.hard_negative_accuracy_)
+    # particle-like boxes added as negatives, as mining or flagged false picks do
+    hard = boxes[:40] + rng.normal(scale=0.1, size=(40, 48, 48)).astype(np.float32)
+    picker._fit_boxes(np.concatenate([boxes, hard]), np.r_[labels, np.zeros(40)],
+                      picker._rng, warm_start=True, epochs=1)
+    from cryoml.picking._training import _rotations
+
+    given = picker._validation_mask[:120]
+    np.testing.assert_array_equal(given, first_mask)
+    held = np.tile(labels[given], 4)
+    right = (picker._predict(_rotations(boxes[given])[..., None]) >= 0.5) == (held == 1)
+    assert picker.validation_accuracy_ == pytest.approx(
+        np.mean([right[held == c].mean() for c in (0, 1)]))
+    added = picker._validation_mask[120:]
+    assert added.any()
+    scores = picker._predict(_rotations(hard[added])[..., None])
+    assert picker.hard_negative_accuracy_ == pytest.approx(np.mean(scores < 0.5))
