@@ -71,6 +71,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
 }
 _DEFAULT_RECIPE = {"paper": "eman2", "unet": "unet"}
+
+
+def _compile_key(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings the compiled network and optimizer depend on (not epochs or batch)."""
+    return {k: v for k, v in settings.items() if k not in ("epochs", "batch_size")}
 _UNET_THRESHOLD = 0.5  # probability that maps to 1, the natural cut of every scaled output
 
 _METADATA_NAME = "cryoml_tomoseg.json"
@@ -295,8 +300,11 @@ class TomoSegmenter:
             self.voxel_size_ = training_set.voxel_size
             self.preprocess_ = dict(training_set.preprocess)
             self.n_neighbours_ = int(training_set.n_neighbours)
-        if not (continue_training and getattr(self, "_compiled_for", None) == settings):
-            self._compile(settings)  # compiling again would trace the training step again
+        # Continuing keeps the optimizer (and its Adam moments) unless what it is built from
+        # changed: a fresh Adam on trained weights takes full learning-rate steps at once.
+        if not (continue_training
+                and getattr(self, "_compiled_for", None) == _compile_key(settings)):
+            self._compile(settings)
         self._run_fit(train_x, train_y, val_data, settings, callbacks, seed=rng)
         self.amplitude_ = self._amplitude(training_set)
         self.settings_ = settings
@@ -473,7 +481,7 @@ class TomoSegmenter:
         else:
             self._fit_model = self.model_
             self.model_.compile(optimizer=optimizer, loss=min1_log_mse)
-        self._compiled_for = dict(settings)
+        self._compiled_for = _compile_key(settings)
 
     def _run_fit(
         self, train_x, train_y, val_data, settings: dict[str, Any], callbacks, *, seed=None

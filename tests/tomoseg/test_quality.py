@@ -139,8 +139,13 @@ def test_corrections_join_the_first_tiles_as_negatives_and_train_on(lines_set):
                               progress=False, random_state=1)
     segmenter.fit(trainset)
     first = [w.copy() for w in segmenter.model_.get_weights()]
+    optimizer = segmenter._fit_model.optimizer
+    steps = int(optimizer.iterations.numpy())
     corrections = np.array([[z, 95, 95] for z in (1, 3, 5, 7)])
     segmenter.add_corrections(volume, corrections, epochs=2)
+    # the same optimizer trains on (its Adam moments too), though the epochs differ
+    assert segmenter._fit_model.optimizer is optimizer
+    assert int(optimizer.iterations.numpy()) > steps > 0
     grown = segmenter.training_set_
     assert segmenter.corrections_ == 1 and len(grown) >= len(trainset) + 4
     new = ~np.isin(np.arange(len(grown)), np.arange(len(trainset)))
