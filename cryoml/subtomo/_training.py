@@ -15,6 +15,11 @@ Which recipe learns depends on the network and the input (measured on 23 classes
 (``normalize=False``) — standardised, it collapsed to chance with ``paper`` (0.046) and in
 one of two sets with ``modern`` (0.043; 0.955 in the other); DSRF3D learns
 with ``paper`` on standardised input (0.968) but stayed at chance (0.043) with ``modern``.
+With the paper's noise order (``noise_stage="paper"``, much harder at the same nominal SNR)
+DSRF3D stays at chance with ``paper`` (SGD, lr 0.01: 0.043 standardised, 0.051 raw, also
+without dropout) and learns with Adam at a tenth of ``modern``'s rate —
+``recipe="modern", learning_rate=1e-4, augment=None, model_options={"dropout": 0.0}`` —
+0.851 at SNR 0.1 ±60° (H200, bfloat16; ``benchmarks/RESULTS.md``, session 9).
 :meth:`SubtomoClassifier.fit` warns when the best epoch is no better than chance.
 
 Each subtomogram is standardised (zero mean, unit s.d.) before it enters the network: on the
@@ -380,6 +385,11 @@ class SubtomoClassifier:
         if self.model == "inception3d" and self.normalize:
             hint = (" Inception3D on standardised input can collapse like this: train on the "
                     "raw volumes (normalize=False), as the authors' code did.")
+        elif (self.model == "dsrf3d"
+              and getattr(self, "settings_", {}).get("optimizer") == "sgd_nesterov"):
+            hint = (" DSRF3D with the paper's SGD recipe stayed at chance on noisy sets where "
+                    "Adam at a low rate learned: try recipe='modern', learning_rate=1e-4, "
+                    "augment=None.")
         warnings.warn(
             f"{self.model}: best {key} {best:.3f} is no better than chance ({chance:.3f}, "
             f"always the most common class): the network did not learn.{hint} Otherwise check "

@@ -145,6 +145,9 @@ def test_the_chance_check_reads_the_best_epoch_and_skips_sets_too_small_to_tell(
                     "loss": [], "val_loss": []}
     with pytest.warns(CryomlWarning, match="best val_accuracy 0.340 is no better than chance"):
         clf._warn_if_at_chance(labels, labels)
+    clf.settings_ = {"optimizer": "sgd_nesterov"}  # DSRF3D on the paper's SGD: say what learned
+    with pytest.warns(CryomlWarning, match=r"recipe='modern', learning_rate=1e-4"):
+        clf._warn_if_at_chance(labels, labels)
     with warnings.catch_warnings():
         warnings.simplefilter("error", CryomlWarning)
         clf._warn_if_at_chance(labels[:15], labels)  # 15 training subtomograms: cannot tell
