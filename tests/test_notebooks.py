@@ -46,7 +46,7 @@ def _beats_chance(headline: dict[str, Any]) -> list[str]:
 FLOORS: dict[str, dict[str, float | Callable[[dict[str, Any]], list[str]]]] = {
     "00_quickstart": {},
     "01_tomoseg": {"membrane_dice_visible": 0.6, "ribosome_picks": 1, "average_shown": True},
-    "02_subtomogram_classification": {"test_accuracy": 0.8},
+    "02_subtomogram_classification": {"test_accuracy": 0.8, "dsrf3d_accuracy": 0.6},
     "03_subdivision_and_discovery": {
         "test_accuracy": 0.8,
         "discovery_class_size": 10,  # no "success" from a class of one subtomogram
@@ -129,7 +129,10 @@ _NOISE = ("oneDNN", "absl::", "retracing", "TF-TRT", "WARNING: All log messages"
 
 def test_floors_fail_a_story_that_misses_them():
     assert floor_failures("02_subtomogram_classification", {"test_accuracy": 0.35})
-    assert not floor_failures("02_subtomogram_classification", {"test_accuracy": 0.85})
+    assert not floor_failures("02_subtomogram_classification",
+                              {"test_accuracy": 0.85, "dsrf3d_accuracy": 0.7})
+    assert floor_failures("02_subtomogram_classification",
+                          {"test_accuracy": 0.85, "dsrf3d_accuracy": 0.2})
     story = {"test_accuracy": 0.9, "discovery_class_size": 1, "discovery_average_shown": True,
              "discovery_fsc_shown": True}
     assert floor_failures("03_subdivision_and_discovery", story) == [
