@@ -152,3 +152,25 @@ def test_every_notebook_has_floors_and_starts_with_how_to_run_it():
         assert first["cell_type"] == "markdown" and "cell by cell" in text and "Run All" in text, (
             f"{path.name}: the first cell must say to run cell by cell to box and paint by "
             "hand, and what Run All does instead")
+
+
+def test_kernel_stderr_goes_to_a_log_not_the_terminal(tmp_path, capfd):
+    # TensorFlow's C++ start-up lines reach the kernel's file descriptor 2, under the notebook
+    # outputs; `make demo` must not print them over the headlines.
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("from pathlib import Path"),
+        nbformat.v4.new_code_cell("QUICK = False", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import os\nos.write(2, b'kernel-side noise\\n')"),
+        nbformat.v4.new_code_cell("from cryoml.widgets import headline\nheadline(ok=True)"),
+    ]
+    path = tmp_path / "99_noise.ipynb"
+    nbformat.write(notebook, path)
+    result = execute_notebooks(tmp_path / "out", notebooks=[path], quick=True, timeout=60)
+    run = result["99_noise"]
+    assert run["ok"], run["error"]
+    assert run["headline"] == {"ok": True}
+    assert "kernel-side noise" in run["kernel_log"].read_text()
+    assert "kernel-side noise" not in capfd.readouterr().err

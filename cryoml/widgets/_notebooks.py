@@ -257,7 +257,8 @@ def execute_notebooks(
     dict
         Per notebook name: ``seconds`` (wall clock), ``cpu_seconds`` (the kernel's CPU time,
         a load-independent measure), ``ok``, ``path`` (executed notebook), ``error``,
-        ``headline`` (its :func:`read_headline` numbers, or None if it printed none).
+        ``headline`` (its :func:`read_headline` numbers, or None if it printed none),
+        ``kernel_log`` (the kernel process's stderr, kept out of the caller's terminal).
 
     Raises
     ------
@@ -296,8 +297,12 @@ def execute_notebooks(
         start = time.perf_counter()
         cpu_start = _children_cpu()
         error = None
+        # The kernel's own stderr (TensorFlow's C++ start-up lines, ipykernel's transport
+        # notice) goes to a log beside the executed notebook, not over the caller's terminal.
+        kernel_log = out_dir / f"{name}.kernel.log"
         try:
-            client.execute(env=env)
+            with open(kernel_log, "w") as kernel_stderr:
+                client.execute(env=env, stderr=kernel_stderr)
         except (CellExecutionError, CellTimeoutError) as failure:
             error = str(failure).strip().splitlines()[-1] if str(failure).strip() else repr(failure)
         except Exception as failure:  # kernel died, etc.: still record and go on
@@ -314,6 +319,7 @@ def execute_notebooks(
             numbers = None
         results[name] = {"seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
                          "ok": error is None, "path": target, "error": error,
+                         "kernel_log": kernel_log,
                          "headline": numbers}
         logger.info("%s: %s in %.1f s", name, "ok" if error is None else "FAILED", seconds)
     failed = {k: v["error"] for k, v in results.items() if not v["ok"]}
