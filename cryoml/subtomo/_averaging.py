@@ -580,7 +580,7 @@ def classify_and_average(
     tilt_range: float | None = 60.0,
     angular_step: float = 25.0,
     bin_factor: int | None = None,
-    lowpass_voxels: float = 3.0,
+    lowpass_voxels: float | str = "auto",
     max_shift: float = 4.0,
     refine: bool = True,
     top_k: int = 4,
@@ -598,7 +598,14 @@ def classify_and_average(
         Classes (the paper: 3).
     n_iterations : int, default 5
         Align–assign–average rounds (the paper: 5).
-    tilt_range, angular_step, bin_factor, lowpass_voxels, max_shift, refine, top_k
+    lowpass_voxels : float or "auto", default "auto"
+        Alignment uses frequencies up to ``1 / lowpass_voxels`` cycles per voxel. "auto"
+        starts at 8 voxels and, after every iteration, moves the cut to where the FSC of two
+        half averages of the largest class falls below 0.5 (kept within 3–10 voxels). A fixed
+        fine cut lets noisy data align to their own noise: at the paper's noise (SNR 0.1,
+        ±60°) 62 subtomograms of one complex averaged to 9–11 nm with a fixed 3 voxels and to
+        3.6–4.1 nm with 6, against 3.3–3.7 nm with their true poses.
+    tilt_range, angular_step, bin_factor, max_shift, refine, top_k
         See :func:`align_to_reference` (here one refinement round per iteration).
     random_state : None, int or Generator
     progress : bool, default False
@@ -624,17 +631,28 @@ def classify_and_average(
         )
     if int(n_iterations) != n_iterations or n_iterations < 1:
         raise CryomlError(f"'n_iterations' must be >= 1; got {n_iterations}.")
+    adaptive = isinstance(lowpass_voxels, str)
+    if adaptive and lowpass_voxels != "auto":
+        raise CryomlError(f"'lowpass_voxels' must be a number of voxels or 'auto'; got "
+                          f"{lowpass_voxels!r}.")
+    # "auto" starts at 8 voxels, or where the 5th Fourier shell ends in a smaller box
+    band = (float(np.clip(min(volumes.shape[1:]) / 5, _AUTO_BAND_LIMITS[0], _AUTO_BAND_START))
+            if adaptive else check_positive(lowpass_voxels, name="lowpass_voxels"))
     rng = check_random_state(random_state)
     volumes = standardize(volumes)
-    aligner = _Aligner(volumes.shape[1:], tilt_range=tilt_range, bin_factor=bin_factor,
-                       lowpass_voxels=lowpass_voxels, max_shift=max_shift,
-                       angular_step=angular_step, n_jobs=n_jobs)
-    spectra = aligner.prepare(volumes)
-    fine = aligner.full_size()
-    fine_spectra = fine.prepare(volumes) if refine else None
+
+    def aligners(band):
+        coarse = _Aligner(volumes.shape[1:], tilt_range=tilt_range, bin_factor=bin_factor,
+                          lowpass_voxels=band, max_shift=max_shift,
+                          angular_step=angular_step, n_jobs=n_jobs)
+        fine = coarse.full_size()
+        return (coarse, coarse.prepare(volumes), fine,
+                fine.prepare(volumes) if refine else None)
+
+    aligner, spectra, fine, fine_spectra = aligners(band)
     labels = _initial_labels(volumes, int(n_classes), rng)
     options = dict(tilt_range=tilt_range, angular_step=angular_step, bin_factor=bin_factor,
-                   lowpass_voxels=lowpass_voxels, max_shift=max_shift, n_jobs=n_jobs)
+                   lowpass_voxels=band, max_shift=max_shift, n_jobs=n_jobs)
     # Initial references: per class, align the members to one of them and average.
     averages = np.zeros((int(n_classes), *volumes.shape[1:]), dtype=np.float32)
     for k in range(int(n_classes)):
@@ -671,8 +689,16 @@ def classify_and_average(
             averages[k] = average_aligned(volumes[members], rotations[members], shifts[members],
                                           tilt_range=tilt_range, n_jobs=n_jobs)
         sizes = np.bincount(labels, minlength=int(n_classes))
-        history.append({"sizes": sizes.tolist(), "mean_score": float(scores.mean())})
-        logger.info("classification: sizes %s, mean score %.3f", sizes.tolist(), scores.mean())
+        history.append({"sizes": sizes.tolist(), "mean_score": float(scores.mean()),
+                        "lowpass_voxels": band})
+        logger.info("classification: sizes %s, mean score %.3f, band 1/%.1f voxels",
+                    sizes.tolist(), scores.mean(), band)
+        if adaptive:
+            largest = np.flatnonzero(labels == np.argmax(sizes))
+            new_band = _half_set_band(volumes, largest, rotations, shifts, tilt_range, n_jobs)
+            if new_band is not None and not np.isclose(new_band, band):
+                band = new_band
+                aligner, spectra, fine, fine_spectra = aligners(band)
     return ClassAverages(
         labels=labels,
         averages=averages,
@@ -680,6 +706,27 @@ def classify_and_average(
         sizes=np.bincount(labels, minlength=int(n_classes)),
         history=history,
     )
+
+
+_AUTO_BAND_START = 8.0  # voxels: ~0.12 cycles/voxel, where a few dozen noisy members agree
+_AUTO_BAND_LIMITS = (3.0, 10.0)
+
+
+def _half_set_band(volumes, members, rotations, shifts, tilt_range, n_jobs) -> float | None:
+    """Alignment cut-off in voxels for the next iteration: ``1 / f`` where ``f`` is the first
+    frequency at which the FSC of the averages of alternate members falls below 0.5, within
+    :data:`_AUTO_BAND_LIMITS`; None for fewer than 4 members."""
+    from cryoml.metrics import fsc
+
+    if len(members) < 4:
+        return None
+    halves = [average_aligned(volumes[half], rotations[half], shifts[half],
+                              tilt_range=tilt_range, n_jobs=n_jobs)
+              for half in (members[0::2], members[1::2])]
+    frequencies, curve = fsc(*halves)
+    below = np.flatnonzero((curve < 0.5) & (frequencies > 0))
+    cut = frequencies[below[0]] if len(below) else frequencies[-1]
+    return float(np.clip(1.0 / max(float(cut), 1e-6), *_AUTO_BAND_LIMITS))
 
 
 def _reseed_empty_classes(

@@ -3,6 +3,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from cryoml import CryomlError
 from cryoml.subtomo import (
     align_to_reference,
     average_aligned,
@@ -171,3 +172,37 @@ def test_binned_search_uses_frequencies_up_to_the_lowpass_in_full_size_voxels():
     # support_k is in cycles per binned voxel; a binned voxel is two full-size voxels
     radius = np.linalg.norm(aligner.support_k, axis=0) / 2
     assert radius.max() == pytest.approx(1 / 8, abs=1 / 40)
+
+
+def test_half_set_band_follows_what_the_members_agree_on(shape):
+    # Aligned, nearly clean copies agree to Nyquist: the finest cut (3 voxels). Pure noise
+    # agrees nowhere: the coarsest (10 voxels). Fewer than 4 members: no change (None).
+    from cryoml.subtomo._averaging import _AUTO_BAND_LIMITS, _half_set_band
+
+    rng = np.random.default_rng(0)
+    poses = np.repeat(np.eye(3)[None], 8, axis=0), np.zeros((8, 3))
+    clean = np.array([shape + rng.normal(0, 0.001, shape.shape) for _ in range(8)], np.float32)
+    noise = rng.normal(0, 1, (8, *shape.shape)).astype(np.float32)
+    members = np.arange(8)
+    assert _half_set_band(clean, members, *poses, None, None) == _AUTO_BAND_LIMITS[0]
+    assert _half_set_band(noise, members, *poses, None, None) == _AUTO_BAND_LIMITS[1]
+    assert _half_set_band(clean, members[:3], *poses, None, None) is None
+
+
+def test_adaptive_alignment_band_is_recorded_and_bad_values_refused(shape):
+    rng = np.random.default_rng(2)
+    volumes = np.array([
+        _with_wedge(rotate_volume(shape, matrix, order=3), 60) + rng.normal(0, 0.02, shape.shape)
+        for matrix in Rotation.random(6, random_state=4).as_matrix()
+    ], np.float32)
+    result = classify_and_average(volumes, 1, n_iterations=2, tilt_range=60, angular_step=45,
+                                  random_state=0)
+    bands = [step["lowpass_voxels"] for step in result.history]
+    assert bands[0] == 24 / 5  # the coarse start: the 5th shell of a 24³ box
+    assert bands[1] < bands[0]  # near-clean members agree finer: the cut moves out
+    fixed = classify_and_average(volumes, 1, n_iterations=1, tilt_range=60, angular_step=45,
+                                 lowpass_voxels=3.0, random_state=0)
+    assert fixed.history[0]["lowpass_voxels"] == 3.0
+    for bad in ("fine", -2.0):
+        with pytest.raises(CryomlError, match="lowpass_voxels"):
+            classify_and_average(volumes, 1, n_iterations=1, lowpass_voxels=bad)
