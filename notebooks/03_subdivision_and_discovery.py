@@ -108,7 +108,13 @@ explorer
 # subtomograms (an average of one or two noisy volumes can match by chance and proves
 # nothing). **Pitfall:** QUICK mode uses few subtomograms: k = 6 clusters, and the chosen
 # cluster is averaged whole (one class: split in two, the ribosome's classes fell under 10
-# members), 2 iterations and a 45° rotation grid; expect a coarse resolution.
+# members), 2 iterations and a 45° rotation grid; expect a coarse resolution. **Pitfall:**
+# aligning noisy subtomograms with frequencies where they hold mostly noise makes them align
+# to their own noise. The classification therefore aligns in a band that follows the FSC of
+# two half averages (`lowpass_voxels="auto"`). With the fixed fine band it used before, the
+# paper's noise (SNR 0.1, ±60°) defeated discovery on the GPU — 0 of 4 complexes tried, 8.6–16
+# nm — although 62 pure members of one complex averaged with their true poses reach 3.3–3.8 nm;
+# with the adaptive band the same 62 reach 3.6–3.9 nm (`benchmarks/RESULTS.md`).
 
 # %%
 true_map = load_density(COMPLEXES[0], voxel_size=VOXEL, box=BOX)
