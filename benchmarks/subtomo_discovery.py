@@ -188,6 +188,8 @@ def main() -> None:
             "quick": args.quick,
             "input": "raw" if args.raw else "standardised",
             "complexes": complexes,
+            # runs from before the adaptive band (fixed 3 voxels) must not mix with newer ones
+            "alignment_band": "auto",
             **({"classifier_options": args.classifier_options} if args.classifier_options
                else {}),
         }
