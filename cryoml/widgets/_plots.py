@@ -62,17 +62,25 @@ def plot_confusion(
     with plt.ioff():  # shown by the caller (or show()), not twice by the inline backend
         figure, axes = plt.subplots(1, len(reports), figsize=(3.6 * len(reports), 3.4),
                                     squeeze=False)
+    image = None
     for ax, (name, report) in zip(axes[0], reports.items(), strict=True):
         confusion = np.asarray(report["confusion_matrix"], dtype=float)
         rows = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
-        ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+        image = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
         ax.set_title(f"{name}: accuracy {report['accuracy']:.2f}", fontsize=10)
         names = class_names or report.get("class_names") or [str(i) for i in range(len(rows))]
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
         ax.set_yticks(range(len(names)), names, fontsize=7)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
+        if len(rows) <= 10:  # numbers stay legible; beyond that the colour bar alone reads
+            for (i, j), value in np.ndenumerate(rows):
+                if value >= 0.005:
+                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if value > 0.6 else "black")
     figure.tight_layout()
+    colour_bar = figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8, pad=0.02)
+    colour_bar.set_label("share of the true class (recall per row)", fontsize=8)
     return figure
 
 

@@ -50,8 +50,10 @@ def test_find_notebooks_refuses_a_missing_folder(tmp_path):
 def test_comparison_and_confusion_figures_have_one_panel_per_method():
     report = {"confusion_matrix": [[3, 1], [0, 4]], "accuracy": 0.875}
     figure = plot_confusion({"A": report, "B": report}, class_names=["x", "y"])
-    assert len(figure.axes) == 2
+    assert len(figure.axes) == 3  # two panels and their shared colour bar
     assert figure.axes[0].get_title() == "A: accuracy 0.88"
+    assert "recall" in figure.axes[2].get_ylabel()
+    assert [t.get_text() for t in figure.axes[0].texts] == ["0.75", "0.25", "1.00"]
     bars = plot_comparison({"A": 0.5, "B": 0.7}, {"A": 0.9})
     heights = [p.get_height() for p in bars.axes[0].patches]
     assert heights[:2] == [0.5, 0.7] and heights[2] == 0.9 and np.isnan(heights[3])
