@@ -98,12 +98,16 @@ picker_widget
 # are not in the truth — become negatives and training continues, the two classes weighted to
 # count equally; the monitor shows both rounds. The held-out check stays on the first round's
 # boxes, so the rounds compare; the held-out share of the mined boxes is scored on its own
-# and is lower by design (the network had called each of them a particle).
+# and is lower by design (the network had called each of them a particle). Three random
+# background boxes per particle box (`negative_ratio=3`, the classes still weighted equally)
+# show the network more of what is not a particle: over seeds 0–2 on these micrographs, AP
+# 0.764 / 0.741 / 0.732 against 0.741 / 0.745 / 0.634 with one.
 
 # %%
 positives = [picker_widget.state.particles("positive")] + [m.particles for m in train[1:]]
 picker = picking.ParticlePicker(BOX, recipe="modern", epochs=EPOCHS, batch_size=32,
-                                learning_rate=3e-3, particle_diameter=DIAMETER,
+                                learning_rate=3e-3, negative_ratio=3.0,
+                                particle_diameter=DIAMETER,
                                 hard_negative_rounds=1, random_state=SEED, progress=False)
 monitor = TrainingMonitor()
 display(monitor)
