@@ -67,7 +67,11 @@ if accuracy < 2 * chance:
 # %% [markdown]
 # ## 2. Features and k-means subdivision, against the pose-normalised baseline
 # The statistic to read is max/median cluster size: near 1 means even clusters. The sentence
-# under the numbers is written from them.
+# under the numbers is written from them. **Pitfall:** the baseline here clusters 20 PCA
+# components of the pose-normalised voxels, which already evens it out. On the raw voxels
+# (`n_components=None`) k-means makes a few huge clusters and many tiny ones — max/median 32
+# against 1.8 on 2,300 paper-noise subtomograms — which is what the paper's Fig. S1 shows for
+# its baseline (`benchmarks/RESULTS.md`).
 
 # %%
 features = subtomo.linear_features(classifier, test)
