@@ -134,11 +134,15 @@ def main() -> None:
                         "learned on the paper-noise Table 1: '{\"recipe\": \"modern\", "
                         "\"learning_rate\": 1e-4, \"augment\": null, "
                         "\"model_options\": {\"dropout\": 0}}'")
+    parser.add_argument("--lowpass-voxels", default="auto",
+                        help="alignment band of the classification: 'auto' (adaptive, the "
+                        "default) or a fixed number of voxels (3: the band before session 10)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-jobs", type=int, default=os.cpu_count() or 2,
                         help="processes for simulating, threads for the alignment")
     start_time = time.perf_counter()
     args = parser.parse_args()
+    band = args.lowpass_voxels if args.lowpass_voxels == "auto" else float(args.lowpass_voxels)
     if args.simulate_only and args.simulated is None:
         parser.error("--simulate-only needs --simulated PATH.npz to write the set to")
 
@@ -189,7 +193,7 @@ def main() -> None:
             "input": "raw" if args.raw else "standardised",
             "complexes": complexes,
             # runs from before the adaptive band (fixed 3 voxels) must not mix with newer ones
-            "alignment_band": "auto",
+            "alignment_band": args.lowpass_voxels,
             **({"classifier_options": args.classifier_options} if args.classifier_options
                else {}),
         }
@@ -328,6 +332,7 @@ def main() -> None:
                                 **args.classifier_options},
             k=k,
             angular_step=step,
+            lowpass_voxels=band,
             random_state=args.seed,
             n_jobs=args.n_jobs,
         )

@@ -54,6 +54,7 @@ def leave_one_out(
     n_classes: int = 3,
     n_iterations: int = 5,
     angular_step: float = 25.0,
+    lowpass_voxels: float | str = "auto",
     dark_density: bool = True,
     success_nm: float = 7.0,
     min_class_size: int = 10,
@@ -84,6 +85,9 @@ def leave_one_out(
         Reference-free classification inside the chosen cluster.
     angular_step : float, default 25
         Rotation grid of the alignment, degrees.
+    lowpass_voxels : float or "auto", default "auto"
+        Alignment band of the classification (see :func:`classify_and_average`); a fixed 3
+        reproduces the behaviour before the adaptive band.
     dark_density : bool, default True
         Matter is dark in the subtomograms (averages are negated before the FSC).
     success_nm : float, default 7
@@ -145,8 +149,8 @@ def leave_one_out(
                          else test_data[members], dtype=np.float32)
     result = classify_and_average(
         volumes, min(int(n_classes), len(members)), n_iterations=n_iterations,
-        tilt_range=tilt_range, angular_step=angular_step, random_state=rng, progress=progress,
-        n_jobs=n_jobs,
+        tilt_range=tilt_range, angular_step=angular_step, lowpass_voxels=lowpass_voxels,
+        random_state=rng, progress=progress, n_jobs=n_jobs,
     )
     is_c = test_labels[members] == left_out
     fractions, best = _most_enriched_class(result.labels, is_c, len(result.averages))
