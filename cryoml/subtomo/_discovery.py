@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from cryoml._errors import CryomlError
-from cryoml._validation import check_random_state
+from cryoml._validation import check_positive, check_random_state
 from cryoml.subtomo._data import open_subtomograms
 
 __all__ = ["XU2017_COMPLEXES", "leave_one_out"]
@@ -126,6 +126,8 @@ def leave_one_out(
     from cryoml.subtomo._training import SubtomoClassifier
 
     start = time.perf_counter()
+    if lowpass_voxels != "auto":  # checked before the network trains, not after
+        check_positive(lowpass_voxels, name="lowpass_voxels")
     rng = check_random_state(random_state)
     train_data, train_labels, _ = open_subtomograms(*_pair(train))
     test_data, test_labels, _ = open_subtomograms(*_pair(test))

@@ -25,7 +25,7 @@ def test_leave_one_out_runs_end_to_end_and_reports_the_resolution():
         (data[train], labels[train]), (data[~train], labels[~train]), 2, truth,
         voxel_size=9.2, tilt_range=None, model="inception3d",
         classifier_options={"epochs": 1, "batch_size": 8}, k=3, n_classes=2, n_iterations=1,
-        angular_step=45, random_state=0,
+        angular_step=45, lowpass_voxels=4.0, random_state=0,
     )
     assert 1.8 <= result["resolution_nm"] < 100
     # a class of fewer than min_class_size (10) subtomograms is never a success
@@ -36,6 +36,11 @@ def test_leave_one_out_runs_end_to_end_and_reports_the_resolution():
     assert result["resolution_nm_from_shell_2"] <= result["resolution_nm"]
     assert len(result["fsc"]) == 8 and result["fsc"][0] == pytest.approx(1, abs=0.2)
     assert 0 < result["cluster_fraction_C"] <= 1
+    with pytest.raises(CryomlError, match="lowpass_voxels"):  # reaches the classification
+        leave_one_out((data[train], labels[train]), (data[~train], labels[~train]), 2, truth,
+                      voxel_size=9.2, tilt_range=None, model="inception3d",
+                      classifier_options={"epochs": 1, "batch_size": 8}, k=3,
+                      lowpass_voxels="sharp", random_state=0)
     with pytest.raises(CryomlError, match="no member"):
         leave_one_out((data, labels), (data, labels), 7, truth, voxel_size=9.2)
 
