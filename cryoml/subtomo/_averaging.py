@@ -21,7 +21,9 @@ Averages compensate the wedge, within limits:
 Reference-free classification (:func:`classify_and_average`): initial classes from k-means on
 rotation-invariant features, then ``n_iterations`` rounds of align-to-every-class-average,
 assign to the best-scoring class, re-average (an empty class is re-seeded with the worst-fitting
-subtomogram). The paper used 3 classes and 5 iterations.
+subtomogram). The paper used 3 classes and 5 iterations. The alignment band follows the data
+(``lowpass_voxels="auto"``): it starts coarse and moves to where two half averages still agree
+(FSC 0.5), so noisy members do not align to their own noise.
 """
 
 from __future__ import annotations
