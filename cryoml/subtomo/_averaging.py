@@ -602,8 +602,9 @@ def classify_and_average(
         Align–assign–average rounds (the paper: 5).
     lowpass_voxels : float or "auto", default "auto"
         Alignment uses frequencies up to ``1 / lowpass_voxels`` cycles per voxel. "auto"
-        starts at 8 voxels and, after every iteration, moves the cut to where the FSC of two
-        half averages of the largest class falls below 0.5 (kept within 3–10 voxels). A fixed
+        starts at 8 voxels (box / 5 in boxes under 40) and, after every iteration, moves the
+        cut to where the FSC of two half averages of the largest class falls below 0.5 (kept
+        within 3–10 voxels). A fixed
         fine cut lets noisy data align to their own noise: at the paper's noise (SNR 0.1,
         ±60°) 62 subtomograms of one complex averaged to 9–11 nm with a fixed 3 voxels and to
         3.6–4.1 nm with 6, against 3.3–3.7 nm with their true poses.
