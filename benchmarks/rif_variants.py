@@ -45,8 +45,7 @@ def main() -> None:
     from sklearn.svm import SVC, LinearSVC
 
     from cryoml.simulate import simulate_subtomograms
-    from cryoml.subtomo import RIFSVM, XU2017_COMPLEXES
-    from cryoml.subtomo._rif import rotation_invariant_features
+    from cryoml.subtomo import RIFSVM, XU2017_COMPLEXES, rotation_invariant_features
 
     box = 24 if args.quick else 40
     n_per_class = args.n_per_class or (40 if args.quick else 200)
