@@ -670,7 +670,7 @@ def classify_and_average(
 
         iterations = tqdm(iterations, desc="classification", unit="iteration")
     rows = np.arange(n)
-    for _ in iterations:
+    for iteration in iterations:
         poses = []
         for average in averages:
             rot, shi, sco, top = aligner.coarse(spectra, _fourier_bin(average, aligner.bin),
@@ -696,7 +696,7 @@ def classify_and_average(
                         "lowpass_voxels": band})
         logger.info("classification: sizes %s, mean score %.3f, band 1/%.1f voxels",
                     sizes.tolist(), scores.mean(), band)
-        if adaptive:
+        if adaptive and iteration < int(n_iterations) - 1:  # no band for a round not run
             largest = np.flatnonzero(labels == np.argmax(sizes))
             new_band = _half_set_band(volumes, largest, rotations, shifts, tilt_range, n_jobs)
             if new_band is not None and not np.isclose(new_band, band):
