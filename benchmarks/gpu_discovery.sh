@@ -44,18 +44,17 @@ fi
 budget=$(( total - ($(date +%s) - start) - 15 ))
 n=${#queues[@]}
 threads=$(( 16 / n )); [ $threads -lt 2 ] && threads=2
-fraction=$(awk -v k="$n" 'BEGIN { printf "%.2f", 0.9 / k }')
 echo "set ready after $(( $(date +%s) - start )) s; $n queues, $budget s each, $threads threads"
-for q in $(seq 0 $((n - 1))); do
-  spec=${queues[$q]}
+commands=()
+for spec in "${queues[@]}"; do
   if [ "${spec%%:*}" = sizes ]; then args=(--classes ${spec#sizes:})
   else args=(--skip-cluster-sizes --classes ${spec//,/ }); fi
-  (XLA_PYTHON_CLIENT_MEM_FRACTION=$fraction timeout $((budget + 10)) \
-     python3 benchmarks/subtomo_discovery.py "${model[@]}" --simulated "$set_file" \
-       --results "$results" "${args[@]}" --n-jobs $threads --budget-s $budget \
-       > "$work/queue$q.log" 2>&1) &
+  command=(python3 benchmarks/subtomo_discovery.py "${model[@]}" --simulated "$set_file"
+           --results "$results" "${args[@]}" --n-jobs $threads --budget-s $budget)
+  commands+=("$(printf '%q ' "${command[@]}")")
 done
-wait
-grep -h " nm \|cluster sizes\|budget of\|Error" "$work"/queue*.log | tail -30
+# every queue on the one GPU, each with its share of the memory (gpu_queues.sh)
+QUEUES_PER_GPU=$n benchmarks/gpu_queues.sh "$work/queues.log" $((budget + 10)) "${commands[@]}"
+grep -h " nm \|cluster sizes\|budget of\|Error" "$work/queues.log" | tail -30
 [ -n "${OUT:-}" ] && cp "$results" "$work"/*.log "$OUT"/ 2>/dev/null
 echo "results: $results (commit it)"
