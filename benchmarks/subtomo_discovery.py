@@ -343,7 +343,9 @@ def main() -> None:
             f"{name}: {result['resolution_nm']:.1f} nm "
             f"({result['resolution_nm_from_shell_2']:.1f} nm from shell 2) "
             f"({'success' if result['success'] else 'miss'}), cluster {result['cluster_size']} "
-            f"({result['cluster_fraction_C']:.2f} C), {result['seconds']:.0f} s"
+            f"({result['cluster_fraction_C']:.2f} C), class {result['class_size']}, "
+            f"{result['seconds']:.0f} s (network {result['seconds_network']:.0f} s, "
+            f"averaging {result['seconds_averaging']:.0f} s)"
         )
     if stopped:
         log(f"budget of {args.budget_s:.0f} s: stopped before {stopped} (~{estimate():.0f} s "

@@ -36,6 +36,8 @@ def test_leave_one_out_runs_end_to_end_and_reports_the_resolution():
     assert result["resolution_nm_from_shell_2"] <= result["resolution_nm"]
     assert len(result["fsc"]) == 8 and result["fsc"][0] == pytest.approx(1, abs=0.2)
     assert 0 < result["cluster_fraction_C"] <= 1
+    parts = result["seconds_network"] + result["seconds_averaging"]
+    assert 0 < parts == pytest.approx(result["seconds"])
     with pytest.raises(CryomlError, match="lowpass_voxels"):  # reaches the classification
         leave_one_out((data[train], labels[train]), (data[~train], labels[~train]), 2, truth,
                       voxel_size=9.2, tilt_range=None, model="inception3d",
