@@ -23,3 +23,18 @@ def reference_data():
             "CRYOML_REFERENCE_DATA)"
         )
     return folder
+
+
+@pytest.fixture(scope="session")
+def notebook_floors():
+    """``tests/notebook_floors.py`` (the notebooks' quality floors), loaded by path: the suite
+    imports test modules with ``--import-mode=importlib``, where they cannot import each
+    other."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "notebook_floors", Path(__file__).with_name("notebook_floors.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

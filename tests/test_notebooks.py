@@ -4,7 +4,8 @@ holds: the headline numbers it prints last meet their quality floors.
 Uses :func:`cryoml.widgets.execute_notebooks` (what ``make demo`` calls), which injects
 ``QUICK = True`` after each notebook's ``parameters`` cell and writes the executed notebooks
 to ``outputs/notebooks/``. Each notebook must finish within ``BUDGET_S`` seconds and end with
-``headline: {json}`` (:func:`cryoml.widgets.headline`), checked against ``FLOORS``.
+``headline: {json}`` (:func:`cryoml.widgets.headline`), checked against ``FLOORS``
+(``tests/notebook_floors.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,51 +29,9 @@ BUDGET_S = 150  # per notebook, QUICK mode, 2 CPU cores (target: well under 120 
 NOTEBOOKS = find_notebooks(ROOT / "notebooks")
 
 
-def _beats_chance(headline: dict[str, Any]) -> list[str]:
-    """05: every method above its chance level by at least the margin the notebook states."""
-    margin = headline.get("margin")
-    methods = headline.get("methods") or {}
-    failures = [] if isinstance(margin, (int, float)) and margin >= 0.1 else [
-        f"the notebook states a margin over chance of {margin!r}; at least 0.1 expected"]
-    failures += [f"{name}: {m['score']} is not above chance {m['chance']} + {margin}"
-                 for name, m in methods.items() if not m["score"] >= m["chance"] + (margin or 0)]
-    return failures + ([] if len(methods) >= 5 else [f"only {len(methods)} methods compared"])
-
-
-# Quality floors per notebook, read from its headline line: key -> minimum value (True counts
-# as 1), or "check" -> a function of the headline returning failure messages. A notebook that
-# misses a floor fails the suite.
-FLOORS: dict[str, dict[str, float | Callable[[dict[str, Any]], list[str]]]] = {
-    "00_quickstart": {},
-    "01_tomoseg": {"membrane_dice_visible": 0.6, "ribosome_picks": 1, "average_shown": True},
-    "02_subtomogram_classification": {"test_accuracy": 0.8, "dsrf3d_accuracy": 0.6},
-    "03_subdivision_and_discovery": {
-        "test_accuracy": 0.8,
-        "discovery_class_size": 10,  # no "success" from a class of one subtomogram
-        "discovery_average_shown": True,
-        "discovery_fsc_shown": True,
-    },
-    "04_deepem_picking": {"heldout_accuracy": 0.8, "ap": 0.7},
-    "05_method_comparison": {"check": _beats_chance},
-}
-
-
 # Floors a story still misses, measured and tracked in an open issue: the test reports them as
 # expected failures (and fails again for any other miss). Remove an entry when it is met.
 KNOWN_MISSES: dict[str, dict[str, Any]] = {}
-
-
-def floor_failures(name: str, headline: dict[str, Any]) -> list[str]:
-    """What in ``headline`` misses the floors of notebook ``name``."""
-    failures = []
-    for key, floor in FLOORS.get(name, {}).items():
-        if callable(floor):
-            failures += floor(headline)
-        elif not isinstance(headline.get(key), (int, float)):
-            failures.append(f"{key} is missing from the headline")
-        elif not headline[key] >= floor:
-            failures.append(f"{key} = {headline[key]} is below its floor {floor}")
-    return failures
 
 
 def test_notebooks_are_built_from_their_sources():
@@ -95,7 +53,7 @@ def test_every_notebook_has_a_quick_parameters_cell_and_short_code_cells():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_headless_in_quick_mode(notebook, tmp_path, monkeypatch):
+def test_notebook_runs_headless_in_quick_mode(notebook, tmp_path, monkeypatch, notebook_floors):
     # As a user's fresh clone: no reference data beside it and no network, only data/.
     (tmp_path / "no-reference-data").mkdir()
     monkeypatch.setenv("CRYOML_REFERENCE_DATA", str(tmp_path / "no-reference-data"))
@@ -117,7 +75,7 @@ def test_notebook_runs_headless_in_quick_mode(notebook, tmp_path, monkeypatch):
     raw = [t for t in texts if t.lstrip().startswith("{'")]
     assert not raw, f"{notebook.name} prints a raw dict: {raw[0][:200]}"
     headline = read_headline(result["path"])
-    failures = floor_failures(notebook.stem, headline)
+    failures = notebook_floors.floor_failures(notebook.stem, headline)
     known = KNOWN_MISSES.get(notebook.stem)
     if failures and known and all(f.split(" ")[0] in known["keys"] for f in failures):
         pytest.xfail(f"known miss, {known['why']}: " + "; ".join(failures))
@@ -127,7 +85,8 @@ def test_notebook_runs_headless_in_quick_mode(notebook, tmp_path, monkeypatch):
 _NOISE = ("oneDNN", "absl::", "retracing", "TF-TRT", "WARNING: All log messages")
 
 
-def test_floors_fail_a_story_that_misses_them():
+def test_floors_fail_a_story_that_misses_them(notebook_floors):
+    floor_failures = notebook_floors.floor_failures
     assert floor_failures("02_subtomogram_classification", {"test_accuracy": 0.35})
     assert not floor_failures("02_subtomogram_classification",
                               {"test_accuracy": 0.85, "dsrf3d_accuracy": 0.7})
@@ -144,9 +103,10 @@ def test_floors_fail_a_story_that_misses_them():
     assert floor_failures("05_method_comparison", {"margin": 0.0, "methods": {}})
 
 
-def test_every_notebook_has_floors_and_starts_with_how_to_run_it():
+def test_every_notebook_has_floors_and_starts_with_how_to_run_it(notebook_floors):
     for path in NOTEBOOKS:
-        assert path.stem in FLOORS, f"{path.stem}: add its quality floors to FLOORS"
+        assert path.stem in notebook_floors.FLOORS, (
+            f"{path.stem}: add its quality floors to tests/notebook_floors.py")
         first = json.loads(path.read_text())["cells"][0]
         text = " ".join("".join(first["source"]).split())
         assert first["cell_type"] == "markdown" and "cell by cell" in text and "Run All" in text, (

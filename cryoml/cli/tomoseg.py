@@ -149,6 +149,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--min-distance", type=float, help="default box/4")
     p.add_argument(
+        "--smooth",
+        type=float,
+        default=0.0,
+        help="Gaussian sigma (voxels) applied to the output before the cut; 1 joins a 2D "
+        "network's slice-to-slice pieces of one particle (default 0: the output as it is)",
+    )
+    p.add_argument(
         "--calibrate-on",
         type=Path,
         metavar="OUTPUT",
@@ -246,6 +253,7 @@ def _extraction_cut(args: argparse.Namespace) -> tuple[float, int]:
         box_size=args.box,
         radius=args.calibrate_radius,
         min_distance=args.min_distance,
+        smooth=args.smooth,
     )
     print(
         f"calibrated on {args.calibrate_on} ({result.n_true} marked centres): threshold "
@@ -432,6 +440,7 @@ def main(args: argparse.Namespace) -> int:
                 threshold=threshold,
                 min_mass=min_mass,
                 min_distance=args.min_distance,
+                smooth=args.smooth,
             )
         io.write_coordinates(args.output, particles, overwrite=args.overwrite)
         print(f"{args.output}: {len(particles)} particles")

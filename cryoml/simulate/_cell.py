@@ -99,6 +99,24 @@ class CellTomogram:
     params: dict
     visible: dict = dataclasses.field(default_factory=dict)
 
+    def others(self, feature: str) -> dict[str, np.ndarray]:
+        """Every feature but ``feature``, name → mask: where a user boxes negatives for it
+        (see :func:`cryoml.tomoseg.sample_boxes`).
+
+        Double membranes count as membranes (they are a kind of membrane, not another
+        feature): left out of the membrane's others, and inside ``membrane`` for the rest.
+        Features absent from this tomogram are left out.
+
+        Raises
+        ------
+        CryomlError
+            If ``feature`` is not one of :attr:`labels`.
+        """
+        if feature not in self.labels:
+            raise CryomlError(f"unknown feature {feature!r}; choose from {sorted(self.labels)}.")
+        return {name: mask for name, mask in self.labels.items()
+                if name not in (feature, "double_membrane") and mask.any()}
+
     def label_volume(self, order: tuple[str, ...] = LABEL_ORDER) -> tuple[np.ndarray, list[str]]:
         """One integer volume (0 = background, i = ``names[i - 1]``; later names win overlaps)."""
         out = np.zeros(self.clean.shape, np.uint8)

@@ -20,7 +20,7 @@ from cryoml._errors import CryomlError
 from cryoml._validation import check_array, check_positive
 from cryoml.io import Particles
 from cryoml.metrics import match_points, precision_recall_fbeta
-from cryoml.tomoseg._extract import _component_peaks, _inside, _select_peaks
+from cryoml.tomoseg._extract import _component_peaks, _inside, _select_peaks, smoothed
 
 __all__ = ["DEFAULT_THRESHOLDS", "ExtractionCalibration", "calibrate_extraction"]
 
@@ -54,7 +54,7 @@ class ExtractionCalibration:
     beta, radius : float
         F-beta's beta, and the distance within which a pick matches a true centre.
     box_size : int
-    min_distance, edge : float
+    min_distance, edge, smooth : float
         The extraction settings the grid was scored with (those of :func:`extract_particles`).
     thresholds : (T,) ndarray
     min_masses : (M,) ndarray of int
@@ -82,6 +82,7 @@ class ExtractionCalibration:
     recalls: np.ndarray
     fbetas: np.ndarray
     picks: np.ndarray
+    smooth: float = 0.0
 
     @property
     def extract_kwargs(self) -> dict:
@@ -92,6 +93,7 @@ class ExtractionCalibration:
             "min_mass": self.min_mass,
             "min_distance": self.min_distance,
             "edge": self.edge,
+            "smooth": self.smooth,
         }
 
     def to_dict(self) -> dict:
@@ -132,6 +134,7 @@ def calibrate_extraction(
     beta: float = 1.0,
     min_distance: float | None = None,
     edge: float | None = None,
+    smooth: float = 0.0,
 ) -> ExtractionCalibration:
     """Choose :func:`extract_particles`' ``threshold`` and ``min_mass`` on an annotated output.
 
@@ -166,6 +169,8 @@ def calibrate_extraction(
     min_distance, edge : float, optional
         As in :func:`extract_particles` (defaults box/4 and box/2); use the same values when
         extracting with the choice (``result.extract_kwargs`` holds them).
+    smooth : float, default 0
+        As in :func:`extract_particles`: Gaussian sigma (voxels) applied to ``output`` first.
 
     Returns
     -------
@@ -203,7 +208,7 @@ def calibrate_extraction(
     >>> len(extract_particles(output, **result.extract_kwargs))
     2
     """
-    volume = check_array(output, ndim=3, name="output")
+    volume = smoothed(check_array(output, ndim=3, name="output"), smooth)
     box = int(check_positive(box_size, name="box_size"))
     radius = box / 2 if radius is None else check_positive(radius, name="radius")
     beta = check_positive(beta, name="beta")
@@ -270,6 +275,7 @@ def calibrate_extraction(
         recalls=recalls,
         fbetas=fbetas,
         picks=picks,
+        smooth=float(smooth),
     )
     log.info(
         "extraction calibrated: threshold %g, min_mass %d (precision %.3f, recall %.3f, F%g %.3f)",

@@ -95,6 +95,7 @@ def extract_particles(
     edge: float | None = None,
     class_id: int = 1,
     class_name: str = "particle",
+    smooth: float = 0.0,
 ) -> Particles:
     """Pick one particle per connected component of a thresholded segmentation.
 
@@ -114,11 +115,18 @@ def extract_particles(
         Peaks closer than this to a face are dropped (default box/2, so every box fits).
     class_id, class_name : int, str
         Class written with the particles.
+    smooth : float, default 0
+        Gaussian sigma (voxels) applied to the segmentation first. A 2D network answers
+        each slice on its own, and its output on one particle can break into pieces from
+        slice to slice that ``min_mass`` then drops; a sigma of 1 voxel, far below a
+        particle's size, joins them (notebook 01: recall 0.45 → 0.73 on its held-out
+        tomogram at the calibrated cut). 0: EMAN2's way, the output as it is.
 
     Returns
     -------
     Particles
-        (Z, Y, X) centres with the peak value as score, strongest first.
+        (Z, Y, X) centres with the peak value (of the smoothed output) as score, strongest
+        first.
 
     Raises
     ------
@@ -135,6 +143,7 @@ def extract_particles(
         raise CryomlError(f"'min_mass' must be >= 0; got {min_mass}.")
     distance = box / 4 if min_distance is None else float(min_distance)
     margin = box / 2 if edge is None else float(edge)
+    volume = smoothed(volume, smooth)
     mass, peaks_at, peaks = _component_peaks(volume, threshold)
     centres, scores = _select_peaks(
         mass, peaks_at, peaks, min_mass=min_mass, shape=volume.shape, margin=margin,
@@ -147,6 +156,16 @@ def extract_particles(
         classes=np.full(len(centres), int(class_id)),
         class_names={int(class_id): class_name},
     )
+
+
+def smoothed(volume: np.ndarray, sigma: float) -> np.ndarray:
+    """``volume`` Gaussian-filtered with ``sigma`` voxels (itself for 0); checks ``sigma``."""
+    sigma = float(sigma)
+    if not np.isfinite(sigma) or sigma < 0:
+        raise CryomlError(f"'smooth' must be a sigma >= 0 in voxels; got {sigma}.")
+    if sigma == 0:
+        return volume
+    return ndi.gaussian_filter(np.asarray(volume, dtype=np.float32), sigma)
 
 
 def seed_filaments(

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -372,12 +373,17 @@ def sample_boxes(
     *,
     tile_size: int = 64,
     min_fraction: float = 0.005,
+    others: np.ndarray | Mapping[str, np.ndarray] | Sequence[np.ndarray] | None = None,
+    others_share: float = 1 / 3,
     random_state: int | np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Choose boxes as a user would, from a ground-truth mask (simulations, benchmarks).
 
     Positive boxes are centred on a random voxel of the feature, on random slices, with at
-    least ``min_fraction`` of the tile painted; negative boxes hold none of the feature.
+    least ``min_fraction`` of the tile painted; negative boxes hold none of the feature. With
+    ``others``, a share of the negatives is centred on other features, as the paper's users
+    box negatives on what the network must *not* find: without them a ribosome network
+    learns "dense and dark" and fires on microtubules and membranes.
 
     Parameters
     ----------
@@ -388,6 +394,15 @@ def sample_boxes(
     tile_size : int, default 64
     min_fraction : float, default 0.005
         Least painted fraction of a positive tile.
+    others : (Z, Y, X) array_like of bool, or a dict or list of them, optional
+        Other features (membranes, microtubules, gold, carbon...): ``others_share`` of the
+        negatives are centred on them, with at most a trace (0.2 %) of the feature in the
+        tile; the rest hold none of it. Given several masks (e.g.
+        :meth:`cryoml.simulate.CellTomogram.others`), the share is split evenly among them,
+        as a user boxes a few of each kind: one mask would give most boxes to the largest
+        feature. A mask where no such tile fits passes its boxes on to the rest.
+    others_share : float, default 1/3
+        Share of the negatives on ``others`` (rounded down).
     random_state : None, int or Generator
 
     Returns
@@ -398,10 +413,29 @@ def sample_boxes(
     Raises
     ------
     CryomlError
-        If the mask holds no voxel where a tile fits.
+        If the mask holds no voxel where a tile fits, or ``others`` has another shape or no
+        voxel where a negative tile fits.
     """
     volume = check_array(mask, ndim=3, name="mask", finite=False).astype(bool)
     rng = check_random_state(random_state)
+    n_others, other_masks = 0, []
+    if others is not None:
+        if isinstance(others, Mapping):
+            named = list(others.items())
+        elif isinstance(others, np.ndarray) and np.ndim(others) == 3:
+            named = [("others", others)]
+        else:
+            named = [(f"others[{i}]", m) for i, m in enumerate(others)]
+        for name, other in named:
+            other = check_array(other, ndim=3, name=name, finite=False).astype(bool)
+            if other.shape != volume.shape:
+                raise CryomlError(f"{name} has shape {other.shape}, the mask {volume.shape}; "
+                                  "pass masks of the same tomogram.")
+            other_masks.append(other)
+        if not 0 <= others_share <= 1:
+            raise CryomlError(f"others_share must lie in [0, 1]; got {others_share}.")
+        n_others = int(int(n_negative) * others_share)
+    n_free = int(n_negative) - n_others
     half = int(tile_size) // 2
     shape = volume.shape
     # Painted fraction of the tile around every voxel (box filter on each slice).
@@ -420,11 +454,23 @@ def sample_boxes(
         rng.choice(len(candidates), size=int(n_positive), replace=len(candidates) < int(n_positive))
     ]
     empty = np.argwhere(inside & (fraction < 1e-6))
-    if len(empty) == 0 and n_negative:
+    if len(empty) == 0 and n_free:
         raise CryomlError("no tile position is free of the feature; cannot place negatives.")
     negatives = (
-        empty[rng.choice(len(empty), size=int(n_negative), replace=len(empty) < int(n_negative))]
-        if n_negative
+        empty[rng.choice(len(empty), size=n_free, replace=len(empty) < n_free)]
+        if n_free
         else (np.zeros((0, 3), int))
     )
+    if n_others:
+        places = [np.argwhere(m & inside & (fraction < 0.002)) for m in other_masks]
+        places = [p for p in places if len(p)]
+        if not places:
+            raise CryomlError("no tile centred on `others` is (nearly) free of the feature; "
+                              "pass other features' masks, or others_share=0.")
+        counts = [n_others // len(places) + (i < n_others % len(places))
+                  for i in range(len(places))]
+        for where, count in zip(places, counts, strict=True):
+            if count:
+                chosen = rng.choice(len(where), size=count, replace=len(where) < count)
+                negatives = np.concatenate([negatives, where[chosen]])
     return positives, negatives

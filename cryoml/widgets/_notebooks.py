@@ -48,6 +48,53 @@ class _ErrorsOnly(logging.Filter):
         return record.levelno >= logging.ERROR
 
 
+def _keras_backend_name() -> str:
+    """The backend Keras will load, read without importing Keras (which loads it)."""
+    import json
+
+    name = os.environ.get("KERAS_BACKEND")
+    if name:
+        return name
+    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    try:
+        return str(json.loads((home / "keras.json").read_text()).get("backend", "tensorflow"))
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the process's stderr (file descriptor 2) set aside.
+
+    TensorFlow 2.21 writes its start-up lines (absl's "All log messages before
+    absl::InitializeLog()", oneDNN's notice) from C++ before ``TF_CPP_MIN_LOG_LEVEL`` is
+    read, and a Jupyter kernel copies descriptor 2 into the output of the cell that first
+    imports it. If the import fails, what it wrote is passed on.
+    """
+    import importlib.util
+    import sys
+    import tempfile
+
+    if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
+        return
+    try:
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
+    with tempfile.TemporaryFile(mode="w+b") as held:
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            os.write(2, held.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def setup_notebook(*, interactive: bool | None = None, quiet: bool = True) -> str:
     """Set up a notebook session: matplotlib backend for the widgets, quiet TensorFlow.
 
@@ -66,8 +113,9 @@ def setup_notebook(*, interactive: bool | None = None, quiet: bool = True) -> st
     quiet : bool, default True
         Keep TensorFlow's start-up log (oneDNN, absl, CUDA notices: printed in pink, they
         read as errors) and ``tf.function`` retracing warnings out of the outputs: sets
-        ``$TF_CPP_MIN_LOG_LEVEL=2`` unless set (only effective before TensorFlow is first
-        imported) and filters the ``tensorflow`` logger down to errors. Errors still show.
+        ``$TF_CPP_MIN_LOG_LEVEL=2`` unless set, imports TensorFlow (when it is Keras's
+        backend) with its C++ start-up lines set aside, and filters the ``tensorflow``
+        logger down to errors. Errors still show.
 
     Returns
     -------
@@ -85,6 +133,8 @@ def setup_notebook(*, interactive: bool | None = None, quiet: bool = True) -> st
         tf_logger = logging.getLogger("tensorflow")
         if not any(isinstance(f, _ErrorsOnly) for f in tf_logger.filters):
             tf_logger.addFilter(_ErrorsOnly())
+        if _keras_backend_name() == "tensorflow":
+            _import_tensorflow_quietly()
     shell = get_ipython()
     if shell is None:
         return "none"
@@ -278,6 +328,9 @@ def execute_notebooks(
         raise CryomlError("no notebooks to execute (expected NN_name.ipynb files).")
     env = dict(os.environ)
     env.update({_HEADLESS: "1", "CRYOML_QUICK": "1" if quick else "0", "MPLBACKEND": "agg"})
+    # ipykernel stops copying descriptor-level output (C++ logs) into cells when it sees
+    # this variable; run under pytest, the kernel must still behave as a user's does
+    env.pop("PYTEST_CURRENT_TEST", None)
     env.setdefault("OMP_NUM_THREADS", "2")
     # no TF_CPP_MIN_LOG_LEVEL here: the notebooks quiet TensorFlow themselves
     # (setup_notebook), as they must in JupyterLab, and the tests check that they do

@@ -2,8 +2,10 @@
 
 * 00_quickstart: Run All, then the SliceViewer's slider changes the live image.
 * 01_tomoseg: after Run All (figures made by library plot functions included) the last
-  SliceViewer is still a live ipympl canvas, not a static ``<img>``, and a click in the
-  BoxPicker writes its box file.
+  SliceViewer is still a live ipympl canvas, not a static ``<img>``, a click in the
+  BoxPicker writes its box file, and the headline numbers the page shows meet the floors of
+  the headless test (the notebook, saved from the page, is kept as
+  ``outputs/browser/jupyterlab_01_tomoseg.ipynb``).
 
 Chromium is driven over the Chrome DevTools Protocol with ``websocket-client`` (no selenium or
 playwright needed). Install the browser with ``make browser-deps`` (``tools/install-browser.sh``:
@@ -137,7 +139,10 @@ def lab(request, tmp_path):
     (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     token = secrets.token_hex(16)
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "CRYOML_NOTEBOOK_HEADLESS"}
+    # PYTEST_CURRENT_TEST would stop ipykernel copying C++ stderr into cells, as it does
+    # for a user
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CRYOML_NOTEBOOK_HEADLESS", "PYTEST_CURRENT_TEST")}
     env.update(JUPYTER_CONFIG_DIR=str(config), OMP_NUM_THREADS="2", MPLBACKEND="agg",
                JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab_settings"),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
@@ -360,9 +365,9 @@ def _box_files(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("lab", [TOMOSEG], indirect=True)
-def test_tomoseg_widgets_stay_live_after_run_all(browser, lab):
+def test_tomoseg_widgets_stay_live_after_run_all(browser, lab, notebook_floors):
     try:
-        _drive_tomoseg(browser, lab)
+        _drive_tomoseg(browser, lab, notebook_floors.floor_failures)
     except AssertionError as error:
         _screenshot(browser, SCREENSHOT.with_name("jupyterlab_01_failure.png"))
         state = browser.js(_DIAGNOSE)
@@ -370,7 +375,7 @@ def test_tomoseg_widgets_stay_live_after_run_all(browser, lab):
         raise AssertionError(f"{error}; page state: {state}; last viewer: {layout}") from None
 
 
-def _drive_tomoseg(devtools: DevTools, lab: _Lab) -> None:
+def _drive_tomoseg(devtools: DevTools, lab: _Lab, floor_failures) -> None:
     devtools.call("Page.navigate", url=lab)
     _wait(lambda: devtools.js(_KERNEL_IDLE) == "idle", 120, "the notebook and its kernel")
     devtools.js(_PANEL + "window.jupyterapp.shell.activateById(panel().id); "
@@ -381,6 +386,15 @@ def _drive_tomoseg(devtools: DevTools, lab: _Lab) -> None:
     _wait(lambda: devtools.js(_KERNEL_IDLE) == "idle" and devtools.js(done), 500,
           "all cells of 01_tomoseg to run")
     assert devtools.js(_ERRORS) == 0, "01_tomoseg printed errors in the browser"
+    # What the user saw: save the notebook from the page and keep a copy beside the screenshots
+    devtools.js(_PANEL + "panel().context.save().then(() => true)")
+    executed = SCREENSHOT.with_name("jupyterlab_01_tomoseg.ipynb")
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(lab.root / TOMOSEG.name, executed)
+    from cryoml.widgets import read_headline
+
+    headline = read_headline(executed)
+    missed = floor_failures("01_tomoseg", headline)
     _wait(lambda: devtools.js(_LAST_SLICE_VIEWER), 60, "the last SliceViewer")
     # Scrolled into view, ipympl draws the canvas once its comm answers; on a busy 2-core
     # machine that took more than the second this test first allowed.
@@ -406,3 +420,5 @@ def _drive_tomoseg(devtools: DevTools, lab: _Lab) -> None:
                   clickCount=1)
     _wait(lambda: _box_files(out) != before, 60, "the click to be saved to the box file")
     _screenshot(devtools, SCREENSHOT.with_name("jupyterlab_01_tomoseg.png"))
+    # the story holds in the browser as it does headless (tests/test_notebooks.py)
+    assert not missed, f"01_tomoseg in the browser: {'; '.join(missed)} (headline {headline})"

@@ -82,3 +82,14 @@ def test_visible_truth_drops_the_faces_the_wedge_hides(cell):
     tube, tube_visible = cell.labels["microtubule"], cell.visible["microtubule"]
     if tube.any():
         assert not np.any(tube_visible & ~tube) and tube_visible.sum() < tube.sum()
+
+
+def test_others_is_every_other_feature_with_double_membranes_as_membranes(cell):
+    others = cell.others("ribosome")
+    assert "ribosome" not in others and "double_membrane" not in others
+    assert (others["membrane"] >= cell.labels["double_membrane"]).all()  # inside membrane
+    np.testing.assert_array_equal(others["microtubule"], cell.labels["microtubule"])
+    assert set(cell.others("membrane")) == set(others) - {"membrane"} | {"ribosome"}
+    assert all(mask.any() for mask in others.values())
+    with pytest.raises(CryomlError, match="unknown feature"):
+        cell.others("nucleus")

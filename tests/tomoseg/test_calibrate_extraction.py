@@ -81,7 +81,7 @@ def test_every_grid_point_scores_exactly_the_picks_of_extract_particles(plateau)
     assert result.fbeta == result.fbetas.max() > 0 and result.beta == 2.0
     assert result.extract_kwargs == {
         "box_size": BOX, "threshold": result.threshold, "min_mass": result.min_mass,
-        "min_distance": 5.0, "edge": 3.0,
+        "min_distance": 5.0, "edge": 3.0, "smooth": 0.0,
     }
 
 
@@ -148,3 +148,34 @@ def test_cli_extract_calibrates_on_an_annotated_output_first(tmp_path, capsys):
     # Without calibration, EMAN2's defaults keep the specks.
     assert _cli(*base, "--overwrite") == 0
     assert len(io.read_coordinates(out)) == len(TRUE) + len(SPECKS)
+
+
+def _slice_by_slice_particle() -> np.ndarray:
+    """One ball-shaped particle (radius 5) answered on every other slice only, as a 2D
+    network's output can break up from slice to slice: discs of ~80 voxels, no bigger piece."""
+    zz, yy, xx = np.indices(SHAPE)
+    r2 = (zz - 16) ** 2 + (yy - 32) ** 2 + (xx - 32) ** 2
+    volume = np.where(r2 <= 25, 2.0 - 0.02 * r2, 0.0).astype(np.float32)
+    volume[1::2] = 0.0
+    return volume
+
+
+def test_smoothing_joins_a_particle_broken_from_slice_to_slice(tmp_path):
+    volume = _slice_by_slice_particle()
+    cut = {"box_size": BOX, "threshold": 0.5, "min_mass": 150}
+    assert len(extract_particles(volume, **cut)) == 0  # every piece is below the mass
+    picks = extract_particles(volume, **cut, smooth=1.0)
+    assert len(picks) == 1 and np.abs(picks.centres[0] - [16, 32, 32]).max() <= 1
+    calibration = calibrate_extraction(volume, [[16, 32, 32]], box_size=BOX, smooth=1.0)
+    assert calibration.smooth == 1.0 and calibration.extract_kwargs["smooth"] == 1.0
+    assert calibration.recall == 1.0
+    assert calibrate_extraction(volume, [[16, 32, 32]], box_size=BOX,
+                                min_masses=[150]).recall == 0.0
+    with pytest.raises(CryomlError, match="smooth"):
+        extract_particles(volume, **cut, smooth=-1)
+    b = io.write_mrc(tmp_path / "b.mrc", volume, voxel_size=10.0)
+    out = tmp_path / "b.star"
+    base = ("extract", str(b), "--box", str(BOX), "-o", str(out), "--threshold", "0.5",
+            "--min-mass", "150", "--overwrite")
+    assert _cli(*base) == 0 and len(io.read_coordinates(out)) == 0
+    assert _cli(*base, "--smooth", "1") == 0 and len(io.read_coordinates(out)) == 1

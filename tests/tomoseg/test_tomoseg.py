@@ -146,6 +146,32 @@ def test_sample_boxes_puts_positives_on_the_feature_and_negatives_off_it():
         assert not mask[z, y - 32 : y + 32, x - 32 : x + 32].any()
 
 
+def test_sample_boxes_puts_a_share_of_the_negatives_on_other_features():
+    mask = np.zeros((4, 200, 200), bool)
+    mask[:, 50:60, 20:180] = True
+    others = np.zeros_like(mask)
+    others[:, 150:154, 20:180] = True  # a "microtubule" 90 voxels from the feature
+    pos, neg = sample_boxes(mask, 5, 9, others=others, random_state=0)
+    assert len(neg) == 9 and mask[tuple(pos.T)].all()
+    assert others[tuple(neg.T)].sum() == 3  # a third on the other feature
+    for z, y, x in neg:
+        assert not mask[z, y - 32 : y + 32, x - 32 : x + 32].any()
+    # without others, the same draws as before the option existed
+    np.testing.assert_array_equal(sample_boxes(mask, 5, 9, random_state=0)[1],
+                                  sample_boxes(mask, 5, 9, others=others, others_share=0,
+                                               random_state=0)[1])
+    # several features: the share split evenly, not by size
+    gold = np.zeros_like(mask)
+    gold[:, 120:123, 100:103] = True
+    _, neg = sample_boxes(mask, 5, 12, others={"microtubule": others, "gold": gold},
+                          random_state=0)
+    assert others[tuple(neg.T)].sum() == 2 and gold[tuple(neg.T)].sum() == 2
+    with pytest.raises(CryomlError, match="same tomogram"):
+        sample_boxes(mask, 5, 9, others=others[:2], random_state=0)
+    with pytest.raises(CryomlError, match="nearly"):
+        sample_boxes(mask, 5, 9, others=mask, random_state=0)
+
+
 # --- network and training ---------------------------------------------------------------------
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import matplotlib
@@ -79,3 +81,18 @@ def test_setup_notebook_quiets_tensorflow_warnings_even_after_a_level_reset(monk
         assert sum(isinstance(f, _notebooks._ErrorsOnly) for f in logger.filters) == 1
     finally:
         logger.filters[:] = saved
+
+
+def test_tensorflow_start_up_lines_are_kept_out_of_the_quiet_import():
+    pytest.importorskip("tensorflow")
+    run = "import tensorflow as tf; tf.constant(1.0) + 1"
+    quiet = ("from cryoml.widgets._notebooks import _import_tensorflow_quietly as q; q(); "
+             + run)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    loud = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, env=env)
+    if "absl" not in loud.stderr and "oneDNN" not in loud.stderr:
+        pytest.skip("this TensorFlow prints no start-up lines: nothing to keep out")
+    result = subprocess.run([sys.executable, "-c", quiet], capture_output=True, text=True,
+                            env=env)
+    assert result.returncode == 0, result.stderr
+    assert "absl" not in result.stderr and "oneDNN" not in result.stderr, result.stderr
