@@ -208,6 +208,10 @@ SliceViewer(membrane, overlays={"membrane (visible truth)": visible}, figsize=(5
 # The paper's iterative refinement: box a few places where the output fires but should not
 # (here on the output map), and train on with them as negatives. Headless, the boxes go on
 # the largest blobs of the output that lie away from any membrane (what a user would box).
+# A round removes false positives but can also make the network more cautious on true
+# membrane, so the Dice may move either way by a few hundredths; compare the two maps and
+# keep the better — `segmenter.weights_before_corrections_`
+# holds the weights from before (`segmenter.model_.set_weights(...)` restores them).
 
 # %%
 fix_picker = BoxPicker(membrane, box_size=TILE, path=OUT / "corrections.json", figsize=(5, 5))
@@ -275,11 +279,9 @@ SliceViewer(clean, overlays={"membrane (network)": labels == 1,
 # trained on, which it answers more strongly than new data (there a cut of 1.5 once looked
 # perfect and then picked nothing elsewhere): `calibrate_extraction`
 # scores a grid of thresholds and masses against the marks (F1, a pick right within half a
-# ribosome) and keeps the best. `smooth=1` first blurs the output by one voxel: the 2D
-# network answers slice by slice, and its output on one ribosome can break into pieces that
-# the least mass then drops (without it, this notebook's held-out recall fell from 0.73 to
-# 0.45). Here a second simulated tomogram, 960 Å thick so that its ribosomes lie wholly
-# inside, is the marked one; its true ribosome centres stand in for the marks.
+# ribosome) and keeps the best. Here a second simulated tomogram, 960 Å thick so that its
+# ribosomes lie wholly inside, is the marked one; its true ribosome centres stand in for the
+# marks.
 # From the shell: `cryoml tomoseg extract ... --calibrate-on OUTPUT.mrc --calibrate-coords`.
 
 # %%
@@ -292,7 +294,7 @@ ribosome_m = tomoseg.apply_network(clean_m, ribo_net, voxel_size=record.voxel_si
                                    progress=False)
 truth_centres = cell_m.particles.centres[cell_m.particles.classes == 0]  # the "marked" ones
 calibration = tomoseg.calibrate_extraction(ribosome_m, truth_centres, box_size=24, radius=12.5,
-                                           min_distance=12, edge=6, smooth=1.0)
+                                           min_distance=12, edge=6)
 i, j = list(calibration.thresholds).index(1.0), list(calibration.min_masses).index(20)
 print(f"chosen: threshold {calibration.threshold:g}, min_mass {calibration.min_mass} "
       f"(precision {calibration.precision:.2f}, recall {calibration.recall:.2f} here); "
