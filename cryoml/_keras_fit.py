@@ -5,16 +5,53 @@ Keras is imported inside the function, so importing this module stays light.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["fit_keeping_best"]
+__all__ = ["fit_keeping_best", "keras_seed"]
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def keras_seed(seed: int) -> Iterator[None]:
+    """Seed Keras for the block (initial weights, dropout, shuffles), then give back the
+    random streams the caller owns.
+
+    ``keras.utils.set_random_seed`` reseeds Python's and NumPy's global generators and Keras's
+    global seed generator; a library must not leave them so (a user's ``np.random`` draws
+    after a ``fit`` would restart from our seed). Their states, read before Keras is first
+    imported (TensorFlow's import draws from NumPy's stream), are restored on leaving, also
+    after an exception. The backend's own global seed (TensorFlow's ``tf.random.set_seed``)
+    cannot be read back and stays set.
+    """
+    # read before importing Keras: a first import of TensorFlow draws from NumPy's stream
+    python_state, numpy_state = random.getstate(), np.random.get_state()  # noqa: NPY002
+    import keras
+
+    try:  # Keras's global seed and generator (private names: skipped if they move)
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+        from keras.src.utils import rng_utils
+
+        keys = (rng_utils.GLOBAL_RANDOM_SEED, seed_generator.GLOBAL_SEED_GENERATOR)
+        keras_state = {key: global_state.get_global_attribute(key) for key in keys}
+    except (ImportError, AttributeError):
+        global_state, keras_state = None, {}
+    keras.utils.set_random_seed(int(seed))
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)  # noqa: NPY002
+        for key, value in keras_state.items():
+            global_state.set_global_attribute(key, value)
 
 
 def fit_keeping_best(

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from cryoml._errors import CryomlError
+from cryoml._keras_fit import keras_seed
 from cryoml._validation import check_array, check_positive, check_random_state
 from cryoml.io import Particles
 from cryoml.picking._peaks import _PickingMixin, estimate_sd_band
@@ -740,89 +741,88 @@ class ParticlePicker(_PickingMixin):
     def _train(
         self, boxes, labels, rng, *, warm_start: bool, callbacks=None, epochs=None, groups=None
     ):
-        import keras
 
         from cryoml.picking.models import build_deepem_cnn
 
-        keras.utils.set_random_seed(int(rng.integers(2**31 - 1)))
-        arch = self.architecture_
-        if not (warm_start and hasattr(self, "model_")):
-            self.model_ = build_deepem_cnn(
-                arch.box_size, kernels=arch.kernels, pools=arch.pools, maps=arch.maps
-            )
-        self._compile(self.model_)
-        validation = self._split(labels, rng, groups)
-        augment = getattr(self, "augment", "rotations")
-        train_x = _augmented(boxes[~validation], augment)[..., None]
-        train_y = np.tile(labels[~validation], AUGMENTATIONS[augment])
-        order = rng.permutation(len(train_y))
-        train_x, train_y = train_x[order], train_y[order]
-        # Held-out accuracy is measured on boxes as they were given: shifted copies of held-out
-        # particles are neither trained on nor scored.
-        copies = np.zeros(len(labels), dtype=bool)
-        known = getattr(self, "_copy_mask", None)
-        if known is not None and len(known) <= len(labels):
-            copies[: len(known)] = known
-        scored = validation & ~copies
-        # The held-out check stays on the first round's boxes (particles and background as
-        # given), so rounds compare; negatives added later (mined or flagged false picks,
-        # chosen *because* the network called them particles) are scored on their own.
-        given = (np.arange(len(labels)) < getattr(self, "_n_given", len(labels))) | (
-            labels == 1)
-        added = scored & ~given
-        scored = scored & given
-        validation_data = None
-        if scored.any():
-            validation_data = (
-                _rotations(boxes[scored])[..., None],
-                np.tile(labels[scored], 4),
-            )
-        epochs = int(self.epochs if epochs is None else epochs)
-        callbacks = [_ProgressCallback(epochs, self.progress), *(callbacks or [])]
-        class_weight = None
-        if self.recipe == "modern":
-            # Hard-negative rounds add negatives without positives; unweighted, the network
-            # then leans to "background" and held-out positives fell to 0.5 accuracy.
-            counts = np.bincount(train_y.astype(int), minlength=2)
-            if counts.min() > 0:
-                class_weight = {c: len(train_y) / (2.0 * counts[c]) for c in (0, 1)}
-        try:
-            history = self.model_.fit(
-                train_x,
-                train_y,
-                batch_size=int(self.batch_size),
-                epochs=epochs,
-                validation_data=validation_data,
-                shuffle=True,
-                verbose=0,
-                callbacks=callbacks,
-                class_weight=class_weight,
-            )
-            self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-        except KeyboardInterrupt:
-            log.warning(
-                "training interrupted after %d epochs; the model keeps the weights so far",
-                callbacks[0].done,
-            )
-            self.history_ = callbacks[0].history
-        if validation_data is not None:
-            scores = self._predict(validation_data[0])
-            right = (scores >= 0.5) == (validation_data[1] == 1)
-            # Balanced: hard-negative rounds add negatives only, and a plain accuracy would
-            # then reward answering "background" everywhere.
-            self.validation_accuracy_ = float(
-                np.mean([right[validation_data[1] == c].mean() for c in (0, 1)
-                         if np.any(validation_data[1] == c)])
-            )
-        else:
-            self.validation_accuracy_ = float("nan")
-        self.hard_negative_accuracy_ = float("nan")
-        if added.any():
-            scores = self._predict(_rotations(boxes[added])[..., None])
-            self.hard_negative_accuracy_ = float(np.mean(scores < 0.5))
-        log.info("held-out accuracy at 0.5: %.3f", self.validation_accuracy_)
-        if validation_data is not None:
-            self._warn_if_at_chance(validation_data[1])
+        with keras_seed(int(rng.integers(2**31 - 1))):
+            arch = self.architecture_
+            if not (warm_start and hasattr(self, "model_")):
+                self.model_ = build_deepem_cnn(
+                    arch.box_size, kernels=arch.kernels, pools=arch.pools, maps=arch.maps
+                )
+            self._compile(self.model_)
+            validation = self._split(labels, rng, groups)
+            augment = getattr(self, "augment", "rotations")
+            train_x = _augmented(boxes[~validation], augment)[..., None]
+            train_y = np.tile(labels[~validation], AUGMENTATIONS[augment])
+            order = rng.permutation(len(train_y))
+            train_x, train_y = train_x[order], train_y[order]
+            # Held-out accuracy is measured on boxes as they were given: shifted copies of held-out
+            # particles are neither trained on nor scored.
+            copies = np.zeros(len(labels), dtype=bool)
+            known = getattr(self, "_copy_mask", None)
+            if known is not None and len(known) <= len(labels):
+                copies[: len(known)] = known
+            scored = validation & ~copies
+            # The held-out check stays on the first round's boxes (particles and background as
+            # given), so rounds compare; negatives added later (mined or flagged false picks,
+            # chosen *because* the network called them particles) are scored on their own.
+            given = (np.arange(len(labels)) < getattr(self, "_n_given", len(labels))) | (
+                labels == 1)
+            added = scored & ~given
+            scored = scored & given
+            validation_data = None
+            if scored.any():
+                validation_data = (
+                    _rotations(boxes[scored])[..., None],
+                    np.tile(labels[scored], 4),
+                )
+            epochs = int(self.epochs if epochs is None else epochs)
+            callbacks = [_ProgressCallback(epochs, self.progress), *(callbacks or [])]
+            class_weight = None
+            if self.recipe == "modern":
+                # Hard-negative rounds add negatives without positives; unweighted, the network
+                # then leans to "background" and held-out positives fell to 0.5 accuracy.
+                counts = np.bincount(train_y.astype(int), minlength=2)
+                if counts.min() > 0:
+                    class_weight = {c: len(train_y) / (2.0 * counts[c]) for c in (0, 1)}
+            try:
+                history = self.model_.fit(
+                    train_x,
+                    train_y,
+                    batch_size=int(self.batch_size),
+                    epochs=epochs,
+                    validation_data=validation_data,
+                    shuffle=True,
+                    verbose=0,
+                    callbacks=callbacks,
+                    class_weight=class_weight,
+                )
+                self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+            except KeyboardInterrupt:
+                log.warning(
+                    "training interrupted after %d epochs; the model keeps the weights so far",
+                    callbacks[0].done,
+                )
+                self.history_ = callbacks[0].history
+            if validation_data is not None:
+                scores = self._predict(validation_data[0])
+                right = (scores >= 0.5) == (validation_data[1] == 1)
+                # Balanced: hard-negative rounds add negatives only, and a plain accuracy would
+                # then reward answering "background" everywhere.
+                self.validation_accuracy_ = float(
+                    np.mean([right[validation_data[1] == c].mean() for c in (0, 1)
+                             if np.any(validation_data[1] == c)])
+                )
+            else:
+                self.validation_accuracy_ = float("nan")
+            self.hard_negative_accuracy_ = float("nan")
+            if added.any():
+                scores = self._predict(_rotations(boxes[added])[..., None])
+                self.hard_negative_accuracy_ = float(np.mean(scores < 0.5))
+            log.info("held-out accuracy at 0.5: %.3f", self.validation_accuracy_)
+            if validation_data is not None:
+                self._warn_if_at_chance(validation_data[1])
 
     def _warn_if_at_chance(self, held_out_labels: np.ndarray) -> None:
         """Warn when the held-out balanced accuracy is within 0.1 of chance (0.5): the

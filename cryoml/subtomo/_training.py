@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from cryoml._errors import CryomlError, CryomlWarning
-from cryoml._keras_fit import fit_keeping_best
+from cryoml._keras_fit import fit_keeping_best, keras_seed
 from cryoml._validation import check_random_state, check_training_settings
 from cryoml.distribute import batch_multiple
 from cryoml.io._atomic import atomic_path
@@ -300,64 +300,63 @@ class SubtomoClassifier:
                 f"{where}training needs subtomograms of at least two classes; every label is "
                 f"{int(present[0]) if len(present) else 'missing'}. Add the other classes."
             )
-        import keras
 
         rng = check_random_state(self.random_state)
-        keras.utils.set_random_seed(int(rng.integers(2**31 - 1)))
-        all_idx = np.arange(data.shape[0])
-        val_source = None
-        if validation is not None:
-            if isinstance(validation, tuple):
-                val_source = open_subtomograms(*validation)[:2]
+        with keras_seed(int(rng.integers(2**31 - 1))):
+            all_idx = np.arange(data.shape[0])
+            val_source = None
+            if validation is not None:
+                if isinstance(validation, tuple):
+                    val_source = open_subtomograms(*validation)[:2]
+                else:
+                    val_source = open_subtomograms(validation)[:2]
+                train_idx = all_idx
+            elif self.validation_fraction > 0 and len(all_idx) >= 10:
+                order = rng.permutation(all_idx)
+                n_val = max(1, round(self.validation_fraction * len(order)))
+                train_idx, val_idx = np.sort(order[n_val:]), np.sort(order[:n_val])
+                val_source = (data, labels, val_idx)
             else:
-                val_source = open_subtomograms(validation)[:2]
-            train_idx = all_idx
-        elif self.validation_fraction > 0 and len(all_idx) >= 10:
-            order = rng.permutation(all_idx)
-            n_val = max(1, round(self.validation_fraction * len(order)))
-            train_idx, val_idx = np.sort(order[n_val:]), np.sort(order[:n_val])
-            val_source = (data, labels, val_idx)
-        else:
-            train_idx = all_idx
-        batch_size = int(settings["batch_size"])
-        multiple = batch_multiple()
-        if batch_size % multiple:
-            raise CryomlError(
-                f"batch_size {batch_size} does not split over the {multiple} devices of the "
-                f"active distribution; use a multiple of {multiple} (e.g. {64 * multiple})."
+                train_idx = all_idx
+            batch_size = int(settings["batch_size"])
+            multiple = batch_multiple()
+            if batch_size % multiple:
+                raise CryomlError(
+                    f"batch_size {batch_size} does not split over the {multiple} devices of the "
+                    f"active distribution; use a multiple of {multiple} (e.g. {64 * multiple})."
+                )
+            train_batches = make_batches(
+                data, train_idx, labels=labels, n_classes=n_classes, batch_size=batch_size,
+                shuffle=True, augment=settings["augment"], normalize=self.normalize,
+                seed=int(rng.integers(2**31 - 1)), workers=min(4, os.cpu_count() or 1),
+                multiple=multiple,
             )
-        train_batches = make_batches(
-            data, train_idx, labels=labels, n_classes=n_classes, batch_size=batch_size,
-            shuffle=True, augment=settings["augment"], normalize=self.normalize,
-            seed=int(rng.integers(2**31 - 1)), workers=min(4, os.cpu_count() or 1),
-            multiple=multiple,
-        )
-        val_batches = None
-        if val_source is not None:
-            v_data, v_labels = val_source[0], val_source[1]
-            v_idx = val_source[2] if len(val_source) == 3 else np.arange(v_data.shape[0])
-            val_batches = make_batches(
-                v_data, v_idx, labels=v_labels, n_classes=n_classes, batch_size=batch_size,
-                normalize=self.normalize, multiple=multiple,
+            val_batches = None
+            if val_source is not None:
+                v_data, v_labels = val_source[0], val_source[1]
+                v_idx = val_source[2] if len(val_source) == 3 else np.arange(v_data.shape[0])
+                val_batches = make_batches(
+                    v_data, v_idx, labels=v_labels, n_classes=n_classes, batch_size=batch_size,
+                    normalize=self.normalize, multiple=multiple,
+                )
+            self.input_shape_ = tuple(int(s) for s in data.shape[1:])
+            self.n_classes_ = n_classes
+            self.class_names_ = class_names or [str(i) for i in range(n_classes)]
+            self.model_ = build_model(self.model, self.input_shape_, n_classes,
+                                      **dict(self.model_options or {}))
+            self.model_.compile(
+                optimizer=self._optimizer(settings),
+                loss="categorical_crossentropy",
+                metrics=["accuracy"],
             )
-        self.input_shape_ = tuple(int(s) for s in data.shape[1:])
-        self.n_classes_ = n_classes
-        self.class_names_ = class_names or [str(i) for i in range(n_classes)]
-        self.model_ = build_model(self.model, self.input_shape_, n_classes,
-                                  **dict(self.model_options or {}))
-        self.model_.compile(
-            optimizer=self._optimizer(settings),
-            loss="categorical_crossentropy",
-            metrics=["accuracy"],
-        )
-        self.history_ = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
-        self.settings_ = settings
-        self._run_fit(train_batches, val_batches, settings, callbacks)
-        val_labels = None
-        if val_source is not None:
-            val_labels = val_source[1] if len(val_source) == 2 else val_source[1][val_source[2]]
-        self._warn_if_at_chance(labels[train_idx], val_labels)
-        return self
+            self.history_ = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+            self.settings_ = settings
+            self._run_fit(train_batches, val_batches, settings, callbacks)
+            val_labels = None
+            if val_source is not None:
+                val_labels = val_source[1] if len(val_source) == 2 else val_source[1][val_source[2]]
+            self._warn_if_at_chance(labels[train_idx], val_labels)
+            return self
 
     def _warn_if_at_chance(self, train_labels: np.ndarray, val_labels=None) -> None:
         """Warn when training ended at chance: the best epoch no better than always answering

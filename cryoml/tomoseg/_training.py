@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from cryoml._errors import CryomlError, CryomlWarning
-from cryoml._keras_fit import fit_keeping_best
+from cryoml._keras_fit import fit_keeping_best, keras_seed
 from cryoml._validation import check_random_state, check_training_settings
 from cryoml.io._atomic import atomic_path
 from cryoml.tomoseg._trainset import TrainingSet
@@ -276,44 +276,43 @@ class TomoSegmenter:
             check_voxel_size_match(
                 self.voxel_size_, training_set.voxel_size, what=f"network {self.feature!r}"
             )
-        import keras
 
         rng = check_random_state(self.random_state)
-        keras.utils.set_random_seed(int(rng.integers(2**31 - 1)))
-        tiles, labels = training_set.tiles, self._labels_of(training_set)[..., None]
-        if validation is not None:
-            val_data = (validation.tiles, self._labels_of(validation)[..., None])
-            train_x, train_y = tiles, labels
-        elif self.validation_fraction > 0 and len(training_set) >= 4:
-            order = rng.permutation(len(training_set))
-            n_val = max(1, round(self.validation_fraction * len(order)))
-            val_idx, train_idx = order[:n_val], order[n_val:]
-            val_data = (tiles[val_idx], labels[val_idx])
-            train_x, train_y = tiles[train_idx], labels[train_idx]
-        else:
-            val_data = None
-            train_x, train_y = tiles, labels
+        with keras_seed(int(rng.integers(2**31 - 1))):
+            tiles, labels = training_set.tiles, self._labels_of(training_set)[..., None]
+            if validation is not None:
+                val_data = (validation.tiles, self._labels_of(validation)[..., None])
+                train_x, train_y = tiles, labels
+            elif self.validation_fraction > 0 and len(training_set) >= 4:
+                order = rng.permutation(len(training_set))
+                n_val = max(1, round(self.validation_fraction * len(order)))
+                val_idx, train_idx = order[:n_val], order[n_val:]
+                val_data = (tiles[val_idx], labels[val_idx])
+                train_x, train_y = tiles[train_idx], labels[train_idx]
+            else:
+                val_data = None
+                train_x, train_y = tiles, labels
 
-        if not continue_training:
-            self.model_ = self._build(training_set.n_channels, settings)
-            self.history_ = {"loss": [], "val_loss": [], "learning_rate": []}
-            self.voxel_size_ = training_set.voxel_size
-            self.preprocess_ = dict(training_set.preprocess)
-            self.n_neighbours_ = int(training_set.n_neighbours)
-        # Continuing keeps the optimizer (and its Adam moments) unless what it is built from
-        # changed: a fresh Adam on trained weights takes full learning-rate steps at once.
-        if not (continue_training
-                and getattr(self, "_compiled_for", None) == _compile_key(settings)):
-            self._compile(settings)
-        self._run_fit(train_x, train_y, val_data, settings, callbacks, seed=rng)
-        self.amplitude_ = self._amplitude(training_set)
-        self.settings_ = settings
-        self.training_set_ = (
-            training_set
-            if not continue_training or not hasattr(self, "training_set_")
-            else self.training_set_
-        )
-        return self
+            if not continue_training:
+                self.model_ = self._build(training_set.n_channels, settings)
+                self.history_ = {"loss": [], "val_loss": [], "learning_rate": []}
+                self.voxel_size_ = training_set.voxel_size
+                self.preprocess_ = dict(training_set.preprocess)
+                self.n_neighbours_ = int(training_set.n_neighbours)
+            # Continuing keeps the optimizer (and its Adam moments) unless what it is built from
+            # changed: a fresh Adam on trained weights takes full learning-rate steps at once.
+            if not (continue_training
+                    and getattr(self, "_compiled_for", None) == _compile_key(settings)):
+                self._compile(settings)
+            self._run_fit(train_x, train_y, val_data, settings, callbacks, seed=rng)
+            self.amplitude_ = self._amplitude(training_set)
+            self.settings_ = settings
+            self.training_set_ = (
+                training_set
+                if not continue_training or not hasattr(self, "training_set_")
+                else self.training_set_
+            )
+            return self
 
     def add_corrections(
         self,

@@ -507,3 +507,22 @@ def test_docstring_examples_run(name):
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_fit_gives_back_the_callers_random_streams(trainset):
+    import random
+
+    from cryoml._keras_fit import keras_seed
+
+    np.random.seed(5)  # noqa: NPY002 - the user's global stream, which fit must not reseed
+    random.seed(5)
+    expected = (np.random.random(), random.random())  # noqa: NPY002
+    np.random.seed(5)  # noqa: NPY002
+    random.seed(5)
+    TomoSegmenter(feature="line", epochs=1, n_filters=4, kernel_size=5, random_state=0,
+                  progress=False).fit(trainset)
+    assert (np.random.random(), random.random()) == expected  # noqa: NPY002
+    with keras_seed(3):  # inside, the seed holds: the same draws each time
+        first = np.random.random()  # noqa: NPY002
+    with keras_seed(3):
+        assert np.random.random() == first  # noqa: NPY002
