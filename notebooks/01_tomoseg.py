@@ -277,11 +277,10 @@ SliceViewer(clean, overlays={"membrane (network)": labels == 1,
 # more than 20 voxels, against ~3,400 per ribosome at 10 Å) keep every small blob the network
 # leaves, so choose both on a tomogram whose particles you marked — not the one the network
 # trained on, which it answers more strongly than new data (there a cut of 1.5 once looked
-# perfect and then picked nothing elsewhere): `calibrate_extraction`
-# scores a grid of thresholds and masses against the marks (F1, a pick right within half a
-# ribosome) and keeps the best. Here a second simulated tomogram, 960 Å thick so that its
-# ribosomes lie wholly inside, is the marked one; its true ribosome centres stand in for the
-# marks.
+# perfect and then picked nothing elsewhere): `calibrate_extraction` scores a grid of
+# thresholds and masses against the marks (F1, a pick right within half a ribosome) and keeps
+# the best. Here a second simulated tomogram, 960 Å thick so that its ribosomes lie wholly
+# inside, is the marked one; its true ribosome centres stand in for the marks.
 # From the shell: `cryoml tomoseg extract ... --calibrate-on OUTPUT.mrc --calibrate-coords`.
 
 # %%
@@ -304,10 +303,9 @@ print(f"chosen: threshold {calibration.threshold:g}, min_mass {calibration.min_m
 # %% [markdown]
 # ## 12. Extract particles from a new tomogram and average them
 # A third simulated tomogram (another seed, prepared the same way, as thick) stands for the
-# rest of a data set: the ribosome network and the calibrated threshold and
-# mass are applied to it as they are, and the picks are scored against its truth, which the
-# calibration never saw. Then cut subtomograms and
-# average them. **Pitfall:** with a handful of noisy particles and no alignment the average
+# rest of a data set: the ribosome network and the calibrated threshold and mass are applied
+# to it as they are, and the picks are scored against its truth, which the calibration never
+# saw. Then cut subtomograms and average them. **Pitfall:** with a handful of noisy particles and no alignment the average
 # is blurry, even low-passed to 40 Å as shown; it checks that the picks are centred on
 # ribosome-sized density, not the structure.
 
