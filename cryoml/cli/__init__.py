@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that train or apply networks, and so load Keras's backend.
+_KERAS_COMMANDS = frozenset({"demo", "tomoseg", "subtomo", "pick"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``cryoml`` command line; returns the exit status."""
     parser = build_parser()
@@ -76,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command in _KERAS_COMMANDS and not args.verbose:
+        from cryoml._quiet import quiet_tensorflow
+
+        quiet_tensorflow()  # its start-up lines and retracing warnings, not over our output
     try:
         return int(args._main(args) or 0)
     except CryomlError as error:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cryoml._errors import CryomlError
+from cryoml._quiet import quiet_tensorflow
 
 __all__ = [
     "execute_notebooks",
@@ -39,60 +40,6 @@ def is_quick(default: bool = True) -> bool:
     if not value:
         return bool(default)
     return value in ("1", "true", "yes", "on")
-
-
-class _ErrorsOnly(logging.Filter):
-    """Let through only records at ERROR or above."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR
-
-
-def _keras_backend_name() -> str:
-    """The backend Keras will load, read without importing Keras (which loads it)."""
-    import json
-
-    name = os.environ.get("KERAS_BACKEND")
-    if name:
-        return name
-    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-    try:
-        return str(json.loads((home / "keras.json").read_text()).get("backend", "tensorflow"))
-    except (OSError, ValueError, AttributeError):
-        return "tensorflow"
-
-
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with the process's stderr (file descriptor 2) set aside.
-
-    TensorFlow 2.21 writes its start-up lines (absl's "All log messages before
-    absl::InitializeLog()", oneDNN's notice) from C++ before ``TF_CPP_MIN_LOG_LEVEL`` is
-    read, and a Jupyter kernel copies descriptor 2 into the output of the cell that first
-    imports it. If the import fails, what it wrote is passed on.
-    """
-    import importlib.util
-    import sys
-    import tempfile
-
-    if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
-        return
-    try:
-        sys.stderr.flush()
-    except (AttributeError, OSError, ValueError):
-        pass
-    with tempfile.TemporaryFile(mode="w+b") as held:
-        saved = os.dup(2)
-        os.dup2(held.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        except BaseException:
-            os.dup2(saved, 2)
-            held.seek(0)
-            os.write(2, held.read())
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def setup_notebook(*, interactive: bool | None = None, quiet: bool = True) -> str:
@@ -127,14 +74,7 @@ def setup_notebook(*, interactive: bool | None = None, quiet: bool = True) -> st
     except ImportError:  # pragma: no cover - IPython comes with ipykernel
         return "none"
     if quiet:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        # a filter, not a level: TensorFlow resets its logger's level to INFO when it is
-        # first used in an interactive shell
-        tf_logger = logging.getLogger("tensorflow")
-        if not any(isinstance(f, _ErrorsOnly) for f in tf_logger.filters):
-            tf_logger.addFilter(_ErrorsOnly())
-        if _keras_backend_name() == "tensorflow":
-            _import_tensorflow_quietly()
+        quiet_tensorflow()
     shell = get_ipython()
     if shell is None:
         return "none"

@@ -100,3 +100,16 @@ def test_demo_runs_the_io_workflow_and_writes_a_summary(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["io"]["preprocessed_shape"] == [16, 64, 64]
     assert (tmp_path / "io" / "blobs.star").exists()
+
+
+def test_commands_that_load_keras_quiet_tensorflow_first(tmp_path, monkeypatch):
+    import cryoml._quiet
+
+    calls = []
+    monkeypatch.setattr(cryoml._quiet, "quiet_tensorflow", lambda: calls.append(1))
+    missing = ["tomoseg", "extract", str(tmp_path / "missing.mrc"), "--box", "12", "-o",
+               str(tmp_path / "x.star")]
+    assert main(missing) == 2 and calls == [1]  # before the command runs (and fails)
+    assert main(["--verbose", *missing]) == 2 and calls == [1]  # verbose: everything shows
+    small = io.write_mrc(tmp_path / "small.mrc", np.zeros((4, 8, 8), np.float32), voxel_size=10.0)
+    assert main(["info", str(small)]) == 0 and calls == [1]  # no network: no backend

@@ -13,7 +13,7 @@ import pytest
 
 matplotlib.use("agg")
 
-from cryoml import CryomlError
+from cryoml import CryomlError, _quiet
 from cryoml.widgets import _notebooks, _views, is_quick, plot_comparison, plot_confusion
 
 
@@ -78,7 +78,7 @@ def test_setup_notebook_quiets_tensorflow_warnings_even_after_a_level_reset(monk
                                                    "retracing", None, None))
         assert logger.filter(logger.makeRecord("tensorflow", logging.ERROR, "f", 1, "bad",
                                                None, None))
-        assert sum(isinstance(f, _notebooks._ErrorsOnly) for f in logger.filters) == 1
+        assert sum(isinstance(f, _quiet._ErrorsOnly) for f in logger.filters) == 1
     finally:
         logger.filters[:] = saved
 
@@ -86,8 +86,7 @@ def test_setup_notebook_quiets_tensorflow_warnings_even_after_a_level_reset(monk
 def test_tensorflow_start_up_lines_are_kept_out_of_the_quiet_import():
     pytest.importorskip("tensorflow")
     run = "import tensorflow as tf; tf.constant(1.0) + 1"
-    quiet = ("from cryoml.widgets._notebooks import _import_tensorflow_quietly as q; q(); "
-             + run)
+    quiet = "from cryoml._quiet import import_backend_quietly as q; q(); " + run
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     loud = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, env=env)
     if "absl" not in loud.stderr and "oneDNN" not in loud.stderr:
