@@ -285,12 +285,20 @@ SliceViewer(clean, overlays={"membrane (network)": labels == 1,
 
 # %%
 SHAPE_B = (96, *SHAPE[1:])  # 960 Å thick: ribosomes (~250 Å) lie wholly inside, not cut
-cell_m = simulate_cell_tomogram(SHAPE_B, voxel_size=10.0, snr=0.1, ribosome_density=40000,
-                                random_state=SEED + 2)
-clean_m, _ = preprocess.preprocess(cell_m.tomogram, voxel_size=10.0, lowpass=25.0,
-                                   highpass=4000.0, clamp_sd=3.0)
-ribosome_m = tomoseg.apply_network(clean_m, ribo_net, voxel_size=record.voxel_size,
+
+
+def another_tomogram(seed):
+    """A further simulated tomogram, prepared as the first, and the ribosome network's output."""
+    other = simulate_cell_tomogram(SHAPE_B, voxel_size=10.0, snr=0.1, ribosome_density=40000,
+                                   random_state=seed)
+    prepared, _ = preprocess.preprocess(other.tomogram, voxel_size=10.0, lowpass=25.0,
+                                        highpass=4000.0, clamp_sd=3.0)
+    output = tomoseg.apply_network(prepared, ribo_net, voxel_size=record.voxel_size,
                                    progress=False)
+    return other, prepared, output
+
+
+cell_m, _, ribosome_m = another_tomogram(SEED + 2)
 truth_centres = cell_m.particles.centres[cell_m.particles.classes == 0]  # the "marked" ones
 calibration = tomoseg.calibrate_extraction(ribosome_m, truth_centres, box_size=24, radius=12.5,
                                            min_distance=12, edge=6)
@@ -305,17 +313,12 @@ print(f"chosen: threshold {calibration.threshold:g}, min_mass {calibration.min_m
 # A third simulated tomogram (another seed, prepared the same way, as thick) stands for the
 # rest of a data set: the ribosome network and the calibrated threshold and mass are applied
 # to it as they are, and the picks are scored against its truth, which the calibration never
-# saw. Then cut subtomograms and average them. **Pitfall:** with a handful of noisy particles and no alignment the average
-# is blurry, even low-passed to 40 Å as shown; it checks that the picks are centred on
-# ribosome-sized density, not the structure.
+# saw. Then cut subtomograms and average them. **Pitfall:** with a handful of noisy particles
+# and no alignment the average is blurry, even low-passed to 40 Å as shown; it checks that
+# the picks are centred on ribosome-sized density, not the structure.
 
 # %%
-cell_b = simulate_cell_tomogram(SHAPE_B, voxel_size=10.0, snr=0.1, ribosome_density=40000,
-                                random_state=SEED + 1)
-clean_b, _ = preprocess.preprocess(cell_b.tomogram, voxel_size=10.0, lowpass=25.0,
-                                   highpass=4000.0, clamp_sd=3.0)
-ribosome_b = tomoseg.apply_network(clean_b, ribo_net, voxel_size=record.voxel_size,
-                                   progress=False)
+cell_b, clean_b, ribosome_b = another_tomogram(SEED + 1)
 picks = tomoseg.extract_particles(ribosome_b, **calibration.extract_kwargs)
 io.write_coordinates(OUT / "ribosomes.star", picks, overwrite=True)
 truth_b = cell_b.particles.centres[cell_b.particles.classes == 0]
