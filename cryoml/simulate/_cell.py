@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 
 LABEL_ORDER = ("carbon", "membrane", "microtubule", "ribosome", "complex", "gold")
 _NM = 10.0  # Å per nm
+_PLACEMENT_TRIES = 200  # random spots tried per particle before giving it up
 _LEAFLET_HALF_GAP = 2.0 * _NM
 _LEAFLET_SIGMA = 0.8 * _NM
 _MEMBRANE_HALF_WIDTH = 3.0 * _NM
@@ -550,15 +551,24 @@ def _place_complexes(phantom, rng, templates, ribosome, complexes, *, n_ribosome
         mask = template > 0.1
         coords = np.argwhere(mask) - template.shape[0] // 2
         radii[name] = float(np.sqrt((coords**2).sum(axis=1)).max() + 1) if len(coords) else 2.0
-    free_idx = np.flatnonzero(phantom.free.ravel())
+    # Candidates are drawn only where the tested ball lies inside the slab: its z faces are the
+    # lamella's surfaces, which no particle crosses. Testing only the part of a ball inside the
+    # volume (as before) accepted half-particles at the faces far more often than whole ones
+    # in the crowded interior, so the faces collected most ribosomes.
+    slice_size = phantom.shape[1] * phantom.shape[2]
+    free_idx = {}
+    for name, radius in radii.items():
+        band = _slab_band(phantom.shape[0], radius * 0.8)
+        free_idx[name] = np.flatnonzero(phantom.free[band].ravel()) + band.start * slice_size
     centres, classes, rotations, radius_list = [], [], [], []
     for name in names:
         template = templates[name]
         radius = radii[name]
-        for _ in range(40):
-            if len(free_idx) == 0:
+        candidates = free_idx[name]
+        for _ in range(_PLACEMENT_TRIES):
+            if len(candidates) == 0:
                 break
-            index = np.unravel_index(free_idx[rng.integers(len(free_idx))], phantom.shape)
+            index = np.unravel_index(candidates[rng.integers(len(candidates))], phantom.shape)
             centre = np.array(index, float) + rng.uniform(-0.5, 0.5, 3)
             if centres:
                 gaps = np.linalg.norm(np.asarray(centres) - centre, axis=1)
@@ -577,6 +587,15 @@ def _place_complexes(phantom, rng, templates, ribosome, complexes, *, n_ribosome
     log.debug("placed %d of %d complexes", len(centres), len(names))
     del voxel
     return centres, classes, rotations
+
+
+def _slab_band(nz, radius):
+    """Z indices whose ball of ``radius`` (voxels) lies inside a slab of ``nz`` slices.
+
+    A slab thinner than the ball keeps its middle slice, so thin test volumes still get particles.
+    """
+    margin = int(np.ceil(min(radius, (nz - 1) / 2)))
+    return slice(margin, max(nz - margin, margin + 1))
 
 
 def _region_free(free, centre, radius):

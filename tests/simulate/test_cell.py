@@ -93,3 +93,17 @@ def test_others_is_every_other_feature_with_double_membranes_as_membranes(cell):
     assert all(mask.any() for mask in others.values())
     with pytest.raises(CryomlError, match="unknown feature"):
         cell.others("nucleus")
+
+
+def test_particles_lie_inside_the_slab_faces():
+    # The z faces are the lamella's surfaces: a particle there would be cut in half, and
+    # testing only its part inside the volume once made the faces collect most ribosomes.
+    cell = simulate_cell_tomogram((64, 128, 128), voxel_size=10.0, snr=None, random_state=1,
+                                  ribosome_density=40000.0)
+    z = cell.particles.centres[:, 0]
+    nz = cell.tomogram.shape[0]
+    assert len(z) >= 5
+    assert np.minimum(z, nz - 1 - z).min() >= 4
+    for name in ("ribosome", "complex"):
+        label = cell.labels[name]
+        assert not label[0].any() and not label[-1].any(), name
