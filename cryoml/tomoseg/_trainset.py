@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import scipy.ndimage as ndi
 
-from cryoml._errors import CryomlError
+from cryoml._errors import CryomlError, CryomlWarning
 from cryoml._validation import check_array, check_random_state
 from cryoml.io._atomic import atomic_path
 
@@ -400,7 +401,8 @@ def sample_boxes(
         tile; the rest hold none of it. Given several masks (e.g.
         :meth:`cryoml.simulate.CellTomogram.others`), the share is split evenly among them,
         as a user boxes a few of each kind: one mask would give most boxes to the largest
-        feature. A mask where no such tile fits passes its boxes on to the rest.
+        feature. A mask where no such tile fits passes its boxes on to the rest; if none
+        fits, a :class:`~cryoml.CryomlWarning` says so and they hold none of the feature.
     others_share : float, default 1/3
         Share of the negatives on ``others`` (rounded down).
     random_state : None, int or Generator
@@ -413,8 +415,7 @@ def sample_boxes(
     Raises
     ------
     CryomlError
-        If the mask holds no voxel where a tile fits, or ``others`` has another shape or no
-        voxel where a negative tile fits.
+        If the mask holds no voxel where a tile fits, or ``others`` has another shape.
     """
     volume = check_array(mask, ndim=3, name="mask", finite=False).astype(bool)
     rng = check_random_state(random_state)
@@ -435,7 +436,6 @@ def sample_boxes(
         if not 0 <= others_share <= 1:
             raise CryomlError(f"others_share must lie in [0, 1]; got {others_share}.")
         n_others = int(int(n_negative) * others_share)
-    n_free = int(n_negative) - n_others
     half = int(tile_size) // 2
     shape = volume.shape
     # Painted fraction of the tile around every voxel (box filter on each slice).
@@ -453,6 +453,20 @@ def sample_boxes(
     positives = candidates[
         rng.choice(len(candidates), size=int(n_positive), replace=len(candidates) < int(n_positive))
     ]
+    places = [np.argwhere(m & inside & (fraction < 0.002)) for m in other_masks]
+    places = [p for p in places if len(p)]
+    if n_others and not places:
+        # A crowded field can leave no tile on another feature that is free of this one; a
+        # notebook should go on with plain negatives rather than stop.
+        warnings.warn(
+            f"no tile centred on another feature is (nearly) free of this one; the {n_others} "
+            "negatives meant for other features are placed away from the feature instead. "
+            "Pass other features' masks, a larger volume or smaller tiles to box them.",
+            CryomlWarning,
+            stacklevel=2,
+        )
+        n_others = 0
+    n_free = int(n_negative) - n_others
     empty = np.argwhere(inside & (fraction < 1e-6))
     if len(empty) == 0 and n_free:
         raise CryomlError("no tile position is free of the feature; cannot place negatives.")
@@ -462,11 +476,6 @@ def sample_boxes(
         else (np.zeros((0, 3), int))
     )
     if n_others:
-        places = [np.argwhere(m & inside & (fraction < 0.002)) for m in other_masks]
-        places = [p for p in places if len(p)]
-        if not places:
-            raise CryomlError("no tile centred on `others` is (nearly) free of the feature; "
-                              "pass other features' masks, or others_share=0.")
         counts = [n_others // len(places) + (i < n_others % len(places))
                   for i in range(len(places))]
         for where, count in zip(places, counts, strict=True):

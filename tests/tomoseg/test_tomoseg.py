@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cryoml import io
-from cryoml._errors import CryomlError
+from cryoml._errors import CryomlError, CryomlWarning
 from cryoml.tomoseg import (
     TomoSegmenter,
     TrainingSet,
@@ -168,8 +168,12 @@ def test_sample_boxes_puts_a_share_of_the_negatives_on_other_features():
     assert others[tuple(neg.T)].sum() == 2 and gold[tuple(neg.T)].sum() == 2
     with pytest.raises(CryomlError, match="same tomogram"):
         sample_boxes(mask, 5, 9, others=others[:2], random_state=0)
-    with pytest.raises(CryomlError, match="nearly"):
-        sample_boxes(mask, 5, 9, others=mask, random_state=0)
+    # no tile on the other feature is free of this one: plain negatives, with a warning
+    with pytest.warns(CryomlWarning, match="nearly"):
+        _, neg = sample_boxes(mask, 5, 9, others=mask, random_state=0)
+    assert len(neg) == 9
+    for z, y, x in neg:
+        assert not mask[z, y - 32 : y + 32, x - 32 : x + 32].any()
 
 
 # --- network and training ---------------------------------------------------------------------
