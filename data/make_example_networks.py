@@ -1,6 +1,6 @@
 """Train the small TomoSeg U-Nets that notebooks 01 and 05 start from in QUICK mode.
 
-Usage (from the repository root; ~15 min on 2 CPU cores)::
+Usage (from the repository root; about 3.5 min on 2 CPU cores)::
 
     python data/make_example_networks.py                 # all three
     python data/make_example_networks.py membrane_25d    # only the ones named
@@ -10,7 +10,7 @@ Each network is trained as notebook 01 trains in full mode — a U-Net (``archit
 of them on other features (``sample_boxes(..., others=cell.others(feature))``), then one
 round of the paper's refinement (the 10 largest false positives boxed as negatives, 10 more
 epochs; kept only where it raises the Dice on that tomogram) — on a
-simulated cellular tomogram (48×256×256 at 10 Å, SNR 0.1, ±60°, seed 7; not the notebooks' own
+simulated cellular tomogram (64×256×256 at 10 Å, SNR 0.1, ±60°, seed 7; not the notebooks' own
 tomograms), preprocessed as the notebooks do (low-pass 25 Å, high-pass 4000 Å, clamp ±3 s.d.):
 
 * ``membrane_unet.keras`` and ``ribosome_unet.keras``: 2D (notebook 01, notebook 05's 2D row);
@@ -43,7 +43,7 @@ def main(names: list[str] | None = None) -> None:
     unknown = sorted(set(names) - set(NETWORKS))
     if unknown:
         sys.exit(f"unknown network {unknown}; choose from {sorted(NETWORKS)}")
-    cell = simulate_cell_tomogram((48, 256, 256), voxel_size=10.0, snr=0.1,
+    cell = simulate_cell_tomogram((64, 256, 256), voxel_size=10.0, snr=0.1,
                                   ribosome_density=40000, random_state=7)
     clean, record = preprocess.preprocess(cell.tomogram.data, voxel_size=10.0, lowpass=25.0,
                                           highpass=4000.0, clamp_sd=3.0)
