@@ -125,7 +125,7 @@ def run_method(method, train, test, class_names, args) -> dict:
     out: dict = {}
     if method == "rif_svm":
         model = RIFSVM(random_state=args.seed, n_jobs=args.n_jobs).fit(*train)
-        out["accuracy"] = float(model.evaluate(*test)["accuracy"])
+        report = model.evaluate(*test)
         out["n_jobs"] = args.n_jobs
     else:
         options = {"recipe": args.recipe, "epochs": args.epochs,
@@ -133,9 +133,12 @@ def run_method(method, train, test, class_names, args) -> dict:
                    **args.classifier_options.get(method, {})}
         clf = SubtomoClassifier(model=method, random_state=args.seed, progress=False, **options)
         clf.fit(*train, class_names=class_names)
-        out["accuracy"] = float(clf.evaluate(*test)["accuracy"])
+        report = clf.evaluate(*test)
         out["input"] = "standardised" if clf.normalize else "raw"
         out["val_accuracy"] = [round(v, 4) for v in clf.history_["val_accuracy"]]
+    out["accuracy"] = float(report["accuracy"])
+    out["confusion_matrix"] = report.get("confusion_matrix")
+    out["class_names"] = report.get("class_names") or list(class_names)
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -300,6 +303,9 @@ def main() -> None:
         results["accuracy"].setdefault(method, {})[name] = out["accuracy"]
         details[method] = out["accuracy"]
         details[f"{method}_s"] = out["seconds"]
+        if out.get("confusion_matrix") is not None:  # where the errors go, per class
+            details[f"{method}_confusion"] = {"classes": out["class_names"],
+                                              "matrix": out["confusion_matrix"]}
         if "input" in out:
             details[f"{method}_input"] = out["input"]
             details[f"{method}_val_accuracy"] = out["val_accuracy"]
