@@ -642,7 +642,7 @@ def main(argv=None) -> int:
     args.quick = args.quick or args.smoke  # smoke = the quick sizes, cut down further
     if args.quick:
         settings = {
-            "shape": (48, 192, 192), "snr": 0.1, "copies": 5, "correction_epochs": 8,
+            "shape": (80, 192, 192), "snr": 0.1, "copies": 5, "correction_epochs": 8,
             "arch": {"unet": {"filters": 16, "epochs": 30, "learning_rate": 1e-3},
                      "paper": {"filters": 12, "epochs": 16, "learning_rate": 3e-4}},
         }
