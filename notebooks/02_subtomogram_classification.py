@@ -134,10 +134,11 @@ for name, report in reports.items():
 # re-run that way (session 8, one H200) has the paper's shape: Inception3D 0.764 at SNR 0.1
 # ±60° (paper 0.851), 0.716 at 0.05 ±60° (0.757), 0.554 at 0.03 ±40° (0.473) — level with the
 # paper at SNR 1000, above it at 0.03, below it at 0.5 and 0.1 — while RIF-SVM (0.790 at 0.1
-# ±60°, paper 0.762) stays above its paper column. DSRF3D with Adam at 1e-4 (session 9, 9 of
-# 15 cells): 0.851 at SNR 0.1 ±60° (paper 0.891), 0.932 at 0.5 ±60° (0.972), and above the
-# paper at SNR 0.05 and 0.03 (0.688 at 0.03 ±40°, paper 0.556). `benchmarks/RESULTS.md` has
-# the tables, labelled.
+# ±60°, paper 0.762) stays above its paper column. DSRF3D with Adam at 1e-4 (all 15 cells):
+# 0.851 at SNR 0.1 ±60° (paper 0.891), 0.932 at 0.5 ±60° (0.972), level with or above the
+# paper at SNR 1000, 0.05 and 0.03 (0.688 at 0.03 ±40°, paper 0.556). At SNR 0.5 many of the
+# errors fall between look-alikes of our stand-in set of 22 (two hexameric AAA+ ATPases, two
+# 70S ribosomes). `benchmarks/RESULTS.md` has the tables, labelled.
 
 # %%
 show(plot_confusion(reports, class_names=test.class_names))

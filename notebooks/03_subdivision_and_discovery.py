@@ -118,8 +118,8 @@ explorer
 # two half averages (`lowpass_voxels="auto"`). With the fixed fine band it used before, the
 # paper's noise (SNR 0.1, ±60°) defeated discovery on the GPU — 0 of 4 complexes tried, 8.6–16
 # nm — although 62 pure members of one complex averaged with their true poses reach 3.3–3.8 nm;
-# with the adaptive band, full-size discovery at that noise succeeded for all 16 of the 22
-# complexes run so far, at 3.5–6.1 nm (`benchmarks/RESULTS.md`).
+# with the adaptive band, full-size discovery at that noise succeeded for all 22 complexes,
+# at 3.4–6.1 nm (paper: 16 of 22 with Inception3D; `benchmarks/RESULTS.md`).
 
 # %%
 true_map = load_density(COMPLEXES[0], voxel_size=VOXEL, box=BOX)
