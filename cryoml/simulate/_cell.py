@@ -151,6 +151,15 @@ class _Phantom:
         self.visible_nz = np.float32(np.sin(np.radians(60.0)))
         # Where particles may go (cytoplasm, not yet occupied), at the full grid.
         self.free = np.ones(shape, bool)
+        # Density of gold and carbon, kept apart so that the noise follows the cell's matter.
+        self.foreign = None
+
+    def add_foreign(self, sl, values):
+        """Add gold or carbon density: to the phantom, and to the record of foreign matter."""
+        if self.foreign is None:
+            self.foreign = np.zeros(self.shape, np.float32)
+        self.density[sl] += values
+        self.foreign[sl] += values
 
     def region(self, centre_a: np.ndarray, radius_a: float):
         """Slices and open coordinate grids (Å) of the voxels within a cube around a point."""
@@ -216,7 +225,9 @@ def simulate_cell_tomogram(
     voxel_size : float, default 10
         Å per voxel.
     snr : float or None, default 0.1
-        Per-projection SNR (``var(signal) / var(noise)``); None: noise-free.
+        Per-projection SNR (``var(signal) / var(noise)``), the signal being the projection of
+        the cell without its gold beads and carbon (the noise does not grow with the number
+        of fiducials in the field); None: noise-free.
     tilt_range, tilt_step : float
         Tilts ±``tilt_range`` every ``tilt_step`` degrees.
     random_state : None, int or Generator
@@ -314,10 +325,16 @@ def simulate_cell_tomogram(
     _add_texture(phantom, rng)
     stage("tilt series and reconstruction")
     params_ctf = (ctf_params or CTFParams()) if use_ctf else None
+    # The SNR refers to the cell's own matter: with gold and carbon counted, each dense bead
+    # raised the noise of the whole tomogram (measured: ribosome contrast after normalisation
+    # -0.29 with 2,521 gold voxels against -0.36 with 528, and -0.35 to -0.38 without gold).
+    reference = None if phantom.foreign is None else phantom.density - phantom.foreign
     series = simulate_tilt_series(
         phantom.density, angles=angles, voxel_size=voxel_size, ctf_params=params_ctf,
-        use_mtf=use_mtf, snr=snr, random_state=rng,
+        use_mtf=use_mtf, snr=snr, random_state=rng, snr_reference=reference,
     )
+    del reference
+    noise_sd = float(np.mean(series.noise_sd))
     recon = reconstruct_wbp(series.projections, angles, thickness=shape[0])
     del series
     class_names = {0: str(ribosome)}
@@ -338,6 +355,8 @@ def simulate_cell_tomogram(
         "n_vesicles": n_vesicles, "n_microtubules": n_microtubules,
         "ctf": None if params_ctf is None else params_ctf.to_dict(), "mtf": bool(use_mtf),
         "reconstruction": "weighted back-projection",
+        "snr_reference": "the cell without gold and carbon",
+        "noise_sd": noise_sd,
     }
     return CellTomogram(
         tomogram=Image(recon, voxel_size=float(voxel_size)),
@@ -383,7 +402,7 @@ def _add_carbon(phantom, rng):
     mask = (np.abs(zz - z0) <= thickness / 2) & (yy < edge[None, None, :])
     texture = ndimage.gaussian_filter(rng.standard_normal((nz, ny, nx // 4 + 1)), 1.0)
     texture = ndimage.zoom(texture, (1, 1, nx / texture.shape[2]), order=1)[:, :, :nx]
-    phantom.density += np.where(mask, 0.6 + 0.6 * texture, 0).astype(np.float32)
+    phantom.add_foreign(np.s_[:], np.where(mask, 0.6 + 0.6 * texture, 0).astype(np.float32))
     phantom.labels["carbon"] |= mask
     phantom.free &= ~(yy < edge[None, None, :] + 3 * _NM / phantom.voxel)
 
@@ -643,7 +662,7 @@ def _add_gold(phantom, rng, count):
             continue
         distance = np.sqrt(sum((mesh[i] - np.float32(centre[i])) ** 2 for i in range(3)))
         profile = 1.0 / (1.0 + np.exp((distance - radius) / np.float32(0.5 * _NM)))
-        phantom.density[sl] += (8.0 * profile).astype(np.float32)
+        phantom.add_foreign(sl, (8.0 * profile).astype(np.float32))
         phantom.labels["gold"][sl] |= distance <= radius
 
 

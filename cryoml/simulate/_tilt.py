@@ -381,6 +381,7 @@ def simulate_tilt_series(
     use_mtf: bool = True,
     snr: float | None = 0.1,
     random_state: int | np.random.Generator | None = None,
+    snr_reference: np.ndarray | None = None,
 ) -> TiltSeries:
     """Project a slab over tilts, apply CTF × MTF per tilt and add noise at ``snr``.
 
@@ -400,6 +401,11 @@ def simulate_tilt_series(
         Per-projection ``var(signal) / var(noise)``; None for no noise.
     random_state : None, int or Generator
         Seed of the noise.
+    snr_reference : (Z, Y, X) ndarray, optional
+        The density whose projections (filtered the same way) define ``var(signal)``; default
+        ``volume``. A cell passes itself without gold beads and carbon, so that the noise is
+        set by the cell's own matter, as a dose would set it, not by how many dense
+        fiducials happen to lie in the field.
 
     Returns
     -------
@@ -423,15 +429,26 @@ def simulate_tilt_series(
     if use_mtf:
         transfer = transfer * mtf(np.minimum(det / 0.5, 1.0))
     transfer = np.where(det <= 0.5, transfer, 0.0).astype(np.float32)
-    spectrum = sfft.rfft2(clean, axes=(1, 2), workers=-1)
-    spectrum *= transfer
-    clean = sfft.irfft2(spectrum, s=(ny, nx), axes=(1, 2), workers=-1).astype(np.float32)
-    del spectrum
+
+    def filtered(projections):
+        spectrum = sfft.rfft2(projections, axes=(1, 2), workers=-1)
+        spectrum *= transfer
+        return sfft.irfft2(spectrum, s=(ny, nx), axes=(1, 2), workers=-1).astype(np.float32)
+
+    clean = filtered(clean)
     if snr is None:
         noise_sd = np.zeros(n_t)
         noisy = clean.copy()
     else:
-        noise_sd = np.sqrt(np.var(clean, axis=(1, 2), dtype=np.float64) / snr)
+        signal = clean
+        if snr_reference is not None:
+            reference = check_array(snr_reference, ndim=3, name="snr_reference")
+            if reference.shape != volume.shape:
+                raise CryomlError(f"snr_reference has shape {reference.shape}; the volume "
+                                  f"{volume.shape}.")
+            signal = filtered(project_slab(reference, angles))
+        noise_sd = np.sqrt(np.var(signal, axis=(1, 2), dtype=np.float64) / snr)
+        del signal
         noisy = np.empty_like(clean)
         for t in range(n_t):
             noisy[t] = clean[t] + rng.standard_normal((ny, nx), dtype=np.float32) * noise_sd[t]

@@ -107,3 +107,21 @@ def test_particles_lie_inside_the_slab_faces():
     for name in ("ribosome", "complex"):
         label = cell.labels[name]
         assert not label[0].any() and not label[-1].any(), name
+
+
+def test_noise_follows_the_cell_not_its_gold_beads():
+    # Dense fiducials once raised the noise of the whole tomogram with their number, so
+    # tomograms of one SNR showed their ribosomes at different contrast.
+    few, many = (simulate_cell_tomogram((24, 64, 64), voxel_size=10.0, snr=0.1, random_state=3,
+                                        gold_per_um2=gold) for gold in (0.0, 3000.0))
+    assert many.labels["gold"].sum() > 20 * 27  # beads of ~1,000 voxels; well over 20 of them
+    assert few.params["noise_sd"] > 0
+    assert abs(many.params["noise_sd"] / few.params["noise_sd"] - 1) < 0.1
+
+
+def test_snr_reference_of_another_shape_is_refused():
+    from cryoml.simulate import simulate_tilt_series
+
+    with pytest.raises(CryomlError, match="snr_reference"):
+        simulate_tilt_series(np.zeros((8, 16, 16), np.float32), angles=np.array([0.0]),
+                             voxel_size=10.0, snr_reference=np.zeros((8, 16, 8), np.float32))
