@@ -10,7 +10,8 @@ The phantom is a slab of cytoplasm (Z = beam direction, thickness = ``shape[0]``
   curves (radius of curvature ≥ 1 µm) across the whole field (µm long in large volumes);
 * **ribosomes** and **other complexes** — real maps (shared ``4v4r`` and e.g. ``3j9i``,
   ``1bxn``, ``3cf3``, ``2cg9``, ``1qvr``) or, without shared data, the built-in
-  ``ribosome_like`` and ring/barrel complexes, in random orientations without overlaps, at
+  ``ribosome_like`` and ring/barrel complexes, in random orientations without overlaps and
+  wholly inside the slab (its z faces are the lamella's surfaces; a ribosome needs ~250 Å), at
   5,000 ribosomes and 5,000 other complexes per µm³ of cytoplasm by default. 5,000 /µm³
   (≈ 8 µM) is a cytosolic ribosome concentration between mammalian cells (≈ 2,000 /µm³:
   ~4 million ribosomes in ~2,000 µm³) and yeast (≈ 5,000–10,000 /µm³); E. coli reaches
@@ -36,8 +37,9 @@ Particles (``ribosome``, ``complex``) and ``gold`` are compact and count as visi
 The rule treats the wedge as a cone about Z; the true single-axis wedge also hides some faces
 tilted about the tilt axis, which this rule still counts as visible.
 
-Then: a tilt series (shear projection, CTF × MTF,
-noise at ``snr``) and weighted back-projection (see :mod:`cryoml.simulate._tilt`).
+Then: a tilt series (shear projection, CTF × MTF, noise at ``snr`` measured against the
+projections of the cell without gold and carbon) and weighted back-projection (see
+:mod:`cryoml.simulate._tilt`).
 """
 
 from __future__ import annotations
