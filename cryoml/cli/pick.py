@@ -96,6 +96,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--diameter", type=float, help=DIAMETER_HELP)
     train.add_argument("--min-distance", type=float, help=MIN_DISTANCE_HELP)
     train.add_argument(
+        "--dense-step", type=int,
+        help="grid step in px of the dense score map, kept with the model; must divide the "
+        "network's stride (the product of its pools, 8 for the paper's). Default: the stride. "
+        "Half the stride costs 4x the scoring time and found particles better on our "
+        "simulated sets (AP +0.02-0.05)")
+    train.add_argument(
         "--jitter",
         type=float,
         help="largest shift (px, each axis) of the two off-centre copies of every particle box, "
@@ -235,7 +241,7 @@ def _add_override(parser) -> None:
 def _check_positive_options(args) -> None:
     from cryoml._errors import CryomlError
 
-    for name in ("epochs", "batch_size", "box", "n_angles"):
+    for name in ("epochs", "batch_size", "box", "n_angles", "dense_step"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise CryomlError(f"--{name.replace('_', '-')} must be >= 1; got {value}.")
@@ -318,12 +324,6 @@ def _train(args) -> int:
     if not str(args.out).endswith(".keras"):
         raise CryomlError(f"{args.out}: a picker is saved as a .keras file; change the suffix.")
     check_writable(args.out, overwrite=args.overwrite)
-    _check_pairs(args.coords, args.micrographs, "--coords")
-    if args.negatives:
-        _check_pairs(args.negatives, args.micrographs, "--negatives")
-    _check_pairs(args.calibrate_coords, args.calibrate_micrographs, "--calibrate-coords")
-    _check_inputs([*args.micrographs, *args.coords, *(args.negatives or []),
-                   *args.calibrate_micrographs, *args.calibrate_coords])
     picker = ParticlePicker(
         args.box,
         preset=args.preset,
@@ -332,12 +332,19 @@ def _train(args) -> int:
         batch_size=args.batch_size,
         particle_diameter=args.diameter,
         min_distance=args.min_distance,
+        dense_step=args.dense_step,
         hard_negative_rounds=args.hard_negative_rounds,
         jitter=args.jitter,
         random_state=args.seed,
         progress=logging.getLogger().level <= logging.INFO,
     )
     picker._validate_parameters()  # cheap checks before reading and training
+    _check_pairs(args.coords, args.micrographs, "--coords")
+    if args.negatives:
+        _check_pairs(args.negatives, args.micrographs, "--negatives")
+    _check_pairs(args.calibrate_coords, args.calibrate_micrographs, "--calibrate-coords")
+    _check_inputs([*args.micrographs, *args.coords, *(args.negatives or []),
+                   *args.calibrate_micrographs, *args.calibrate_coords])
     images = _read_images(args.micrographs)
     coords = _read_coords(args.coords, images, "--coords")
     negatives = _read_coords(args.negatives, images, "--negatives") if args.negatives else None

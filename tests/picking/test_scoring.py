@@ -15,6 +15,19 @@ def test_dense_scores_equal_raster_scores_at_every_raster_position(sharp_model):
     np.testing.assert_allclose(dense.scores, raster.scores, atol=1e-5)
 
 
+def test_a_finer_dense_step_scores_every_box_of_the_finer_grid_as_the_raster_does(sharp_model):
+    image = np.random.default_rng(4).normal(size=(120, 130)).astype(np.float32)
+    fine = dense_score_map(sharp_model, image, step=4)
+    raster = raster_score_map(sharp_model, image, step=4)
+    assert fine.step == 4
+    ny, nx = fine.scores.shape
+    assert (ny, nx) == (2 * ((120 - 4 - 48) // 8 + 1), 2 * ((130 - 4 - 48) // 8 + 1))
+    assert fine.scores.std() > 0.01
+    np.testing.assert_allclose(fine.scores, raster.scores[:ny, :nx], atol=1e-5)
+    with pytest.raises(CryomlError, match="must divide the network's stride"):
+        dense_score_map(sharp_model, image, step=3)
+
+
 def test_dense_scores_equal_the_papers_20_px_raster_where_the_grids_meet(sharp_model):
     image = np.random.default_rng(1).normal(size=(200, 200)).astype(np.float32)
     dense = dense_score_map(sharp_model, image)

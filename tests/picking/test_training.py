@@ -95,6 +95,11 @@ def test_hard_negative_round_adds_false_picks_as_negatives(trained_picker, toy_s
         ParticlePicker(48, hard_negative_rounds=-1).fit_boxes(np.zeros((2, 48, 48)), [0, 1])
 
 
+def test_a_dense_step_that_does_not_divide_the_stride_is_refused_before_training():
+    with pytest.raises(CryomlError, match="'dense_step' 3 must divide the network's stride"):
+        ParticlePicker(48, dense_step=3).fit_boxes(np.zeros((2, 48, 48)), [0, 1])
+
+
 def test_calibrated_threshold_is_where_f2_peaks_and_picks_respect_it(trained_picker, toy_set):
     calibrate = toy_set[5:7]
     trained_picker.calibrate_threshold(
