@@ -9,9 +9,10 @@ candidates on the 4 test micrographs, picks right within half a diameter. Needs 
 virtualenv (``bash benchmarks/topaz_env.sh``). Prints one JSON object (~6 min on 2 CPU cores).
 
     .venv/bin/python benchmarks/picking_notebook_set.py [--no-deepem] [--no-topaz]
-        [--dense-step N] [--seeds S ...]
+        [--dense-step N | --score-step N] [--seeds S ...]
 
 ``--dense-step`` sets DeepEM's dense grid step (default: the network's stride, 8);
+``--score-step`` sets it only after training (mining stays on the stride grid);
 ``--seeds`` trains DeepEM once per seed (default 0) and reports each.
 """
 
@@ -36,6 +37,9 @@ def main() -> int:
     parser.add_argument("--no-deepem", action="store_true")
     parser.add_argument("--no-topaz", action="store_true")
     parser.add_argument("--dense-step", type=int, default=None)
+    parser.add_argument("--score-step", type=int, default=None,
+                        help="dense step set after training: the hard-negative round mines "
+                        "on the stride grid, calibration and test use this step")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     args = parser.parse_args()
     from cryoml import picking
@@ -60,6 +64,8 @@ def main() -> int:
                                             hard_negative_rounds=1, dense_step=args.dense_step,
                                             random_state=seed, progress=False)
             picker.fit([m.image for m in train], [m.particles for m in train])
+            if args.score_step is not None:
+                picker.dense_step = args.score_step
             picker.calibrate_threshold([m.image for m in calibrate],
                                        [m.particles for m in calibrate])
             evaluation = picking.evaluate_picks(

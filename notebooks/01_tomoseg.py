@@ -40,8 +40,6 @@ from pathlib import Path
 
 import numpy as np
 
-from IPython.display import display
-
 from cryoml import io, metrics, preprocess, tomoseg
 from cryoml.datasets import example_data_dir
 from cryoml.simulate import simulate_cell_tomogram

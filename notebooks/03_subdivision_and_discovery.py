@@ -18,8 +18,9 @@
 # subsets that can be aligned and averaged separately. Xu et al. remove the softmax, use the
 # linear layer's outputs as features and run k-means with k = 100 (deliberately too many
 # clusters). In the paper, cluster sizes come out even, unlike k-means on pose-normalised
-# voxels, where a few huge clusters swallow most subtomograms (section 2 checks this run). **Discovery**: train without class C, and C
-# still lands in a cluster of its own, which averaging turns into a recognisable structure.
+# voxels, where a few huge clusters swallow most subtomograms (section 2 checks this run).
+# **Discovery**: train without class C, and C still lands in a cluster of its own, which
+# averaging turns into a recognisable structure.
 
 # %%
 from pathlib import Path

@@ -103,13 +103,19 @@ picker_widget
 # show the network more of what is not a particle: run with SEED 0 / 1 / 2 (each seed also
 # simulates its own micrographs), this notebook gave AP 0.723 / 0.801 / 0.512 and held-out
 # accuracy 0.99 in all three, against 0.741 / 0.760 / 0.459 and 0.86–0.96 with one.
+# The network scores boxes on a grid whose step is the product of its pools (8 px here), so
+# a particle's centre can lie 4 px from the nearest scored box; `dense_step=4` scores the
+# micrograph on a 4-px grid (four shifted passes, 4× the scoring time) and raised the AP to
+# 0.784 / 0.826 / 0.533 for the same seeds. Hard negatives are still mined on the 8-px grid,
+# which measured better.
 
 # %%
 positives = [picker_widget.state.particles("positive")] + [m.particles for m in train[1:]]
 picker = picking.ParticlePicker(BOX, recipe="modern", epochs=EPOCHS, batch_size=32,
                                 learning_rate=3e-3, negative_ratio=3.0,
                                 particle_diameter=DIAMETER,
-                                hard_negative_rounds=1, random_state=SEED, progress=False)
+                                hard_negative_rounds=1, dense_step=4, random_state=SEED,
+                                progress=False)
 monitor = TrainingMonitor()
 display(monitor)
 picker.fit([m.image for m in train], positives, callbacks=[monitor.callback()])
