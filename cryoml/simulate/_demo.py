@@ -50,7 +50,8 @@ def run_demo(out_dir: Path, *, quick: bool = True) -> dict:
     wedge = max(wedge_power_ratio(v, tilt_range=60) for v in clean.data)
     snr = measure_subtomogram_snr(classes, snr=0.1, n=4 * len(classes), random_state=1)
 
-    shape = (48, 160, 160) if quick else (64, 256, 256)
+    # 800 Å or more: particles lie wholly inside the slab, and a ribosome is ~250 Å across
+    shape = (80, 160, 160) if quick else (96, 256, 256)
     start = time.perf_counter()
     cell = simulate_cell_tomogram(shape, snr=0.1, random_state=0)
     cell_s = time.perf_counter() - start

@@ -12,3 +12,4 @@ def test_demo_writes_data_and_reports_headline_figures(tmp_path, monkeypatch):
     assert (tmp_path / "simulate_demo.png").is_file()
     assert (tmp_path / "cell_labels.mrc").is_file()
     assert result["micrograph_good_particles"] >= 1
+    assert result["cell_particles"] >= 3  # a 48-slice cell once held none
