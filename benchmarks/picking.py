@@ -141,7 +141,7 @@ def negatives_for(micrographs, positives, n_negative, *, seed, diameter):
     return result
 
 
-def train_picker(train, n_positive, *, epochs, seed, diameter, box):
+def train_picker(train, n_positive, *, epochs, seed, diameter, box, dense_step=None):
     from cryoml.picking import ParticlePicker
 
     positives, got = take_positives(train, n_positive)
@@ -152,6 +152,7 @@ def train_picker(train, n_positive, *, epochs, seed, diameter, box):
         recipe="modern",
         epochs=epochs,
         particle_diameter=diameter,
+        dense_step=dense_step,
         random_state=seed,
         progress=False,
     )
@@ -195,7 +196,7 @@ def evaluate_method(name, candidates, threshold, test, radius):
     return evaluation, flagged_picked(test, above, radius)
 
 
-def crowded_set(*, quick, seed, out, topaz):
+def crowded_set(*, quick, seed, out, topaz, dense_step=None):
     """Crowded toy fields (half the particles touching a neighbour), noise-free and noisy.
 
     Ring particles with blob decoys (:func:`cryoml.picking.toy_micrographs`), 48-px boxes,
@@ -242,6 +243,7 @@ def crowded_set(*, quick, seed, out, topaz):
             48,
             epochs=10 if quick else 20,
             particle_diameter=diameter,
+            dense_step=dense_step,
             random_state=seed,
             progress=False,
         )
@@ -332,6 +334,8 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dense-step", type=int, default=None,
+                        help="DeepEM's dense grid step in px (default: the network's stride)")
     parser.add_argument(
         "--klh-train",
         type=int,
@@ -384,7 +388,8 @@ def main() -> int:
 
     t0 = time.perf_counter()
     picker, n_used = train_picker(
-        train, n_main, epochs=epochs, seed=args.seed, diameter=diameter, box=box
+        train, n_main, epochs=epochs, seed=args.seed, diameter=diameter, box=box,
+        dense_step=args.dense_step,
     )
     train_seconds = time.perf_counter() - t0
     note(
@@ -504,7 +509,8 @@ def main() -> int:
         overwrite=True,
     )
 
-    crowded = crowded_set(quick=quick, seed=args.seed, out=args.out, topaz=not args.no_topaz)
+    crowded = crowded_set(quick=quick, seed=args.seed, out=args.out, topaz=not args.no_topaz,
+                          dense_step=args.dense_step)
 
     # --- training-size series (KLH) -------------------------------------------------------
     size_eval = {}
@@ -519,7 +525,8 @@ def main() -> int:
         else:
             t0 = time.perf_counter()
             model, _ = train_picker(
-                train, size, epochs=series_epochs, seed=args.seed, diameter=diameter, box=box
+                train, size, epochs=series_epochs, seed=args.seed, diameter=diameter, box=box,
+                dense_step=args.dense_step,
             )
             model.calibrate_threshold(
                 [m["image"] for m in calibrate], [m["truth"] for m in calibrate]
@@ -640,6 +647,7 @@ def main() -> int:
         "n_micrographs": {"train": len(train), "calibrate": len(calibrate), "test": len(test)},
         "epochs": epochs,
         "series_epochs": series_epochs,
+        "dense_step": args.dense_step,  # None: the network's stride (70S SNR series: always)
         "deepem_train_seconds": train_seconds,
         "deepem_score_seconds_per_micrograph": score_seconds,
         "quick": quick,
