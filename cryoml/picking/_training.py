@@ -220,8 +220,9 @@ class ParticlePicker(_PickingMixin):
         Grid step (pixels) of the dense scorer; must divide the network's stride (the product
         of its pools). Default: the stride (8 for the paper's network). A finer grid scores
         every micrograph (stride / step)² times, and puts a grid point nearer every particle:
-        on notebook 04's QUICK micrographs, step 4 raised the AP from 0.738–0.768 to
-        0.785–0.791 over two training seeds (``benchmarks/RESULTS.md``).
+        on notebook 04's QUICK micrographs, step 4 raised the AP from 0.724–0.768 to
+        0.783–0.790 over three training seeds (``benchmarks/RESULTS.md``). Hard negatives are
+        mined on the stride grid whatever this step.
     augment : {"dihedral", "rotations"}, default "dihedral"
         Copies of each training box: ``"rotations"`` is the paper's ×4 (0/90/180/270°);
         ``"dihedral"`` adds their mirror images (×8), which particles seen from either side

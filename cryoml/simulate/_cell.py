@@ -224,8 +224,9 @@ def simulate_cell_tomogram(
     ----------
     shape : (int, int, int), default (64, 256, 256)
         Volume (Z, Y, X) in voxels; Z is the slab thickness (beam direction). Particles lie
-        wholly inside the slab: one thinner than a ribosome (~250 Å) holds none, and ribosomes
-        come in numbers only from ~800 Å (80 slices at 10 Å) up.
+        wholly inside the slab (one thinner than a particle takes it centred in Z, cut by both
+        faces); a ribosome is ~250 Å across, so ribosomes come in numbers only from ~800 Å
+        (80 slices at 10 Å) up.
     voxel_size : float, default 10
         Å per voxel.
     snr : float or None, default 0.1
