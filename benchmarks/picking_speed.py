@@ -92,6 +92,9 @@ def main() -> int:
     parser.add_argument("--raster-boxes", type=int, help="boxes to time the raster scan on")
     parser.add_argument("--repeats", type=int, help="dense timing repeats")
     parser.add_argument("--no-topaz", action="store_true")
+    parser.add_argument("--dense-step", type=int,
+                        help="also time the dense scorer on this finer grid step (a divisor "
+                        "of the KLH network's stride, 12)")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks")
     args = parser.parse_args()
     repeats = args.repeats or (2 if args.quick else 5)
@@ -117,6 +120,18 @@ def main() -> int:
     note(
         f"dense: {dense:.3f} s ({times}) for a {score_map.scores.shape} map, step {score_map.step}"
     )
+    fine = None
+    if args.dense_step:
+        dense_score_map(model, micrograph, step=args.dense_step)  # warm-up
+        fine_times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fine_map = dense_score_map(model, micrograph, step=args.dense_step)
+            np.asarray(fine_map.scores).sum()
+            fine_times.append(time.perf_counter() - start)
+        fine = {"step": args.dense_step, "s_per_micrograph": float(np.median(fine_times)),
+                "map_shape": list(fine_map.scores.shape)}
+        note(f"dense at step {args.dense_step}: {fine['s_per_micrograph']:.3f} s")
 
     raster_score_map(model, micrograph, max_boxes=8)  # warm-up
     start = time.perf_counter()
@@ -155,6 +170,7 @@ def main() -> int:
             topaz_note = f"Topaz failed: {type(error).__name__}: {error}"
     result = {
         "dense_s_per_micrograph": dense,
+        "dense_finer_step": fine,
         "raster_s_per_micrograph": raster,
         "topaz_s_per_micrograph": topaz_seconds,
         "hardware": hardware(),
