@@ -76,7 +76,7 @@ def main() -> int:
                            "precision": evaluation.precision, "recall": evaluation.recall,
                            "threshold": picker.threshold_,
                            "heldout_balanced_accuracy": picker.validation_accuracy_,
-                           "dense_step": picker.score(test[0].image).step}
+                           "dense_step": picker.dense_step or picker.architecture_.stride}
             note(f"DeepEM seed {seed} AP {evaluation.average_precision:.3f}")
     if args.no_topaz:
         result["seconds"] = time.perf_counter() - start

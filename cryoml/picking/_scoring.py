@@ -348,6 +348,11 @@ def _compiled_scorer(model, shape: tuple[int, int], rotations: bool):
     return cached_on(model, "_cryoml_dense_scorers", key, build, keep=8)
 
 
+def grid_steps(stride: int) -> list[int]:
+    """The dense grid steps a network of this stride allows: the divisors of the stride."""
+    return [d for d in range(1, stride + 1) if stride % d == 0]
+
+
 def dense_score_map(
     model,
     micrograph: np.ndarray,
@@ -406,7 +411,7 @@ def dense_score_map(
     step = stride if step is None else int(check_positive(step, name="step"))
     if stride % step:
         raise CryomlError(f"step={step} must divide the network's stride ({stride}): choose "
-                          f"one of {[d for d in range(1, stride + 1) if stride % d == 0]}.")
+                          f"one of {grid_steps(stride)}.")
     shifts = stride // step
     reach = (shifts - 1) * step  # the largest shift
     ny = (data.shape[0] - reach - box) // stride + 1

@@ -43,6 +43,7 @@ from cryoml.picking._peaks import _PickingMixin, estimate_sd_band
 from cryoml.picking._scoring import (
     ScoreMap,
     dense_score_map,
+    grid_steps,
     normalise_micrograph,
     raster_score_map,
 )
@@ -386,12 +387,11 @@ class ParticlePicker(_PickingMixin):
         check_positive(self.beta, name="beta")
         if self.learning_rate is not None:
             check_positive(self.learning_rate, name="learning_rate")
-        stride = int(np.prod(architecture.pools))
+        stride = architecture.stride
         if self.dense_step is not None and stride % int(self.dense_step):
             raise CryomlError(
                 f"'dense_step' {self.dense_step} must divide the network's stride ({stride}, the "
-                f"product of its pools): choose one of "
-                f"{[d for d in range(1, stride + 1) if stride % d == 0]}."
+                f"product of its pools): choose one of {grid_steps(stride)}."
             )
         return architecture
 
@@ -545,15 +545,15 @@ class ParticlePicker(_PickingMixin):
         n_positive = int(self.training_labels_.sum())
         found, scores = [], []
         for index, micrograph in enumerate(micrographs):
-            data = normalise_micrograph(_as_image(micrograph)[0])
+            raw = _as_image(micrograph)[0]
+            data = normalise_micrograph(raw)
             score_map = None
             if self.scorer == "dense" and self.dense_step is not None:
                 # Mined on the network's own grid: on notebook 04's micrographs, mining on a
                 # step-4 grid gave AP 0.739-0.754 (three seeds) against 0.783-0.790 when the
                 # same pickers mined on the stride grid and scored at step 4 afterwards. Why
                 # is not established.
-                score_map = dense_score_map(self.model_, _as_image(micrograph)[0],
-                                            progress=False)
+                score_map = dense_score_map(self.model_, raw, progress=False)
             picks = self.candidates(micrograph, score_map=score_map)
             picks = picks.subset(picks.scores >= 0.5)
             known = [_as_centres(particles[index], "particles")]

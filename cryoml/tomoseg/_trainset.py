@@ -453,7 +453,7 @@ def sample_boxes(
     positives = candidates[
         rng.choice(len(candidates), size=int(n_positive), replace=len(candidates) < int(n_positive))
     ]
-    places = [np.argwhere(m & inside & (fraction < 0.002)) for m in other_masks]
+    places = [np.argwhere(m & inside & (fraction < 0.002)) for m in other_masks] if n_others else []
     places = [p for p in places if len(p)]
     if n_others and not places:
         # A crowded field can leave no tile on another feature that is free of this one; a
