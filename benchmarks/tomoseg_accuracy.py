@@ -22,8 +22,10 @@ Besides the protocol's figures, every round records (chosen on tomogram A only, 
 the threshold that maximises each feature's own Dice (``feature_thresholds``) and the merged Dice
 with those per-feature cuts (``dice_visible_feature_thresholds``); the ribosome picking cut and
 least component mass that maximise F1 (``ribosome_picking_tuned``, chosen by
-``cryoml.tomoseg.calibrate_extraction``); and ``timings`` (seconds of
-training, corrections, application and scoring).
+``cryoml.tomoseg.calibrate_extraction``); where the merged labels miss
+(``dice_visible_by_depth``: Dice per third of Z, and the share of missed and false voxels
+outside the middle third); and ``timings`` (seconds of training, corrections, application and
+scoring).
 
 Prints one JSON object; PNGs go to outputs/benchmarks/.
 
@@ -323,6 +325,33 @@ def train_feature(vol, record, cell, feature, settings, architecture, seed, voxe
     return segmenter.fit(trainset), trainset
 
 
+def dice_by_depth(labels, cell, dice) -> dict:
+    """Where the merged labels miss: Dice (visible) in the top, middle and bottom third of Z.
+
+    Also, per membrane and microtubule, the share of the missed visible voxels (false
+    negatives) and of the false positives that lie in the outer two thirds of Z, where the
+    vesicles' poles and the tubes' upper and lower walls are.
+    """
+    n_z = labels.shape[0]
+    thirds = {"top": slice(0, n_z // 3), "middle": slice(n_z // 3, 2 * n_z // 3),
+              "bottom": slice(2 * n_z // 3, n_z)}
+    result: dict = {}
+    for i, feature in enumerate(FEATURES):
+        found, truth = labels == i + 1, cell.visible[feature]
+        entry = {name: round(dice(found[z], truth[z]), 3) for name, z in thirds.items()}
+        if feature != "ribosome":
+            middle = thirds["middle"]
+            missed, extra = truth & ~found, found & ~truth
+            entry["missed_outside_middle"] = round(
+                1 - float(missed[middle].sum()) / max(1, int(missed.sum())), 3)
+            entry["false_outside_middle"] = round(
+                1 - float(extra[middle].sum()) / max(1, int(extra.sum())), 3)
+            entry["missed_fraction"] = round(float(missed.sum()) / max(1, int(truth.sum())), 3)
+            entry["false_fraction"] = round(float(extra.sum()) / max(1, int(truth.sum())), 3)
+        result[feature] = entry
+    return result
+
+
 def score_round(outputs_a, outputs_b, cell_a, cell_b, voxel):
     from cryoml.metrics import dice
     from cryoml.tomoseg import merge_segmentations
@@ -339,6 +368,7 @@ def score_round(outputs_a, outputs_b, cell_a, cell_b, voxel):
         "dice_visible": {f: round(dice(labels == i + 1, cell_b.visible[f]), 3)
                          for i, f in enumerate(FEATURES)},
     }
+    result["dice_visible_by_depth"] = dice_by_depth(labels, cell_b, dice)
     precision, recall, n_picks, n_true = ribosome_picking(outputs_b["ribosome"], cell_b.ribosomes,
                                                           voxel, threshold)
     result.update(ribosome_precision=round(precision, 3), ribosome_recall=round(recall, 3),

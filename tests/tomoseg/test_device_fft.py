@@ -123,3 +123,19 @@ def test_auto_on_a_cpu_keeps_the_numpy_fft_engine(monkeypatch):
     assert _apply._choose_engine("auto", model, gpu=True) == "device_fft"
     monkeypatch.setattr("keras.backend.backend", lambda: "tensorflow")
     assert _apply._choose_engine("auto", model, gpu=True) == "fused"
+
+
+def test_default_gpu_batch_shrinks_to_the_free_device_memory():
+    from cryoml.tomoseg._apply import default_gpu_pixels
+
+    # A large, idle GPU keeps the engines' defaults.
+    assert default_gpu_pixels("device_fft", False, 100 << 30) == 32 << 20
+    assert default_gpu_pixels("fused", False, None) == 16 << 20
+    assert default_gpu_pixels("keras", True, 100 << 30) == 2 << 20
+    # 12 GB left (a process capped at 12 GB on a shared H200 ran out of memory at 32 Mi
+    # pixels, which took 7.5 GiB): a quarter of it at ~256 bytes per pixel.
+    pixels = default_gpu_pixels("device_fft", False, 12 << 30)
+    assert pixels * 256 <= 3 << 30
+    assert pixels < 32 << 20
+    # Never down to nothing.
+    assert default_gpu_pixels("keras", True, 0) == 1 << 18
