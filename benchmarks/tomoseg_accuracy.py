@@ -24,8 +24,9 @@ with those per-feature cuts (``dice_visible_feature_thresholds``); the ribosome 
 least component mass that maximise F1 (``ribosome_picking_tuned``, chosen by
 ``cryoml.tomoseg.calibrate_extraction``); where the merged labels miss
 (``dice_visible_by_depth``: Dice per third of Z, and the share of missed and false voxels
-outside the middle third); and ``timings`` (seconds of training, corrections, application and
-scoring).
+outside the middle third); the share of each membrane's and microtubule's truth found per band
+of surface tilt (``recall_by_wall_angle``: normal 30–45°, 45–60°, 60–90° from Z); and
+``timings`` (seconds of training, corrections, application and scoring).
 
 Prints one JSON object; PNGs go to outputs/benchmarks/.
 
@@ -321,6 +322,16 @@ def train_feature(vol, record, cell, feature, settings, architecture, seed, voxe
                                   voxel_size=voxel, preprocess=record,
                                   n_copies=options["copies"],
                                   n_neighbours=options["n_neighbours"], random_state=seed)
+    start = settings.get("start_from") or {}
+    if architecture == "unet" and feature in start and options["n_neighbours"] == 0:
+        # Notebook 01's QUICK path: adapt a shipped network trained on another simulated
+        # tomogram (data/make_example_networks.py) to these tiles, in small steps.
+        from cryoml.tomoseg import TomoSegmenter
+
+        segmenter = TomoSegmenter.load(start[feature], progress=False)
+        segmenter.epochs, segmenter.learning_rate = settings["start_epochs"], 3e-4
+        segmenter.random_state = seed
+        return segmenter.fit(trainset, continue_training=True), trainset
     segmenter = make_segmenter(options, feature, architecture, seed)
     return segmenter.fit(trainset), trainset
 
@@ -352,6 +363,56 @@ def dice_by_depth(labels, cell, dice) -> dict:
     return result
 
 
+WALL_ANGLE_BANDS = ((30, 45), (45, 60), (60, 91))  # degrees between surface normal and Z
+
+
+def wall_normal_angles(mask: np.ndarray) -> np.ndarray:
+    """Angle (degrees) between each labelled voxel's surface normal and the beam axis Z.
+
+    The normal is the dominant eigenvector of the structure tensor of the smoothed label
+    (σ = 1 voxel, integrated over 2), which a sheet or a tube wall a few voxels thick
+    defines well. Checked against the simulator's own rule on the QUICK tomogram B: "more
+    than 30°" agrees with its visible truth on 98 % (microtubule) and 99 % (membrane) of the
+    labelled voxels. NaN off the label.
+    """
+    smooth = ndi.gaussian_filter(mask.astype(np.float32), 1.0)
+    gradient = np.gradient(smooth)
+    where = np.nonzero(mask)
+    tensor = np.empty((len(where[0]), 3, 3), np.float32)
+    for i in range(3):
+        for j in range(i, 3):
+            tensor[:, i, j] = tensor[:, j, i] = ndi.gaussian_filter(
+                gradient[i] * gradient[j], 2.0)[where]
+    _, vectors = np.linalg.eigh(tensor)
+    angles = np.full(mask.shape, np.nan, np.float32)
+    angles[where] = np.degrees(np.arccos(np.clip(np.abs(vectors[:, 0, -1]), 0, 1)))
+    return angles
+
+
+def recall_by_wall_angle(labels: np.ndarray, cell) -> dict:
+    """Share of each sheet-like feature's truth found, per band of surface tilt.
+
+    Tells whether a miss lies on faces seen edge-on (normal 60–90° from Z) or on the
+    steeper faces near the wedge's reach (30–60°), which the visible truth still counts.
+    """
+    result = {}
+    for i, feature in enumerate(FEATURES[:2]):
+        cache = getattr(cell, "_wall_angles", {})
+        if feature not in cache:
+            cache[feature] = wall_normal_angles(cell.labels[feature])
+            cell._wall_angles = cache
+        angles, found = cache[feature], labels == i + 1
+        entry = {}
+        for lo, hi in WALL_ANGLE_BANDS:
+            band = (angles >= lo) & (angles < hi)
+            entry[f"{lo}-{min(hi, 90)}"] = {
+                "recall": round(float(found[band].sum()) / max(1, int(band.sum())), 3),
+                "share_of_truth": round(float(band.sum()) / max(1, int(cell.labels[feature].sum())),
+                                        3)}
+        result[feature] = entry
+    return result
+
+
 def score_round(outputs_a, outputs_b, cell_a, cell_b, voxel):
     from cryoml.metrics import dice
     from cryoml.tomoseg import merge_segmentations
@@ -369,6 +430,7 @@ def score_round(outputs_a, outputs_b, cell_a, cell_b, voxel):
                          for i, f in enumerate(FEATURES)},
     }
     result["dice_visible_by_depth"] = dice_by_depth(labels, cell_b, dice)
+    result["recall_by_wall_angle"] = recall_by_wall_angle(labels, cell_b)
     precision, recall, n_picks, n_true = ribosome_picking(outputs_b["ribosome"], cell_b.ribosomes,
                                                           voxel, threshold)
     result.update(ribosome_precision=round(precision, 3), ribosome_recall=round(recall, 3),
@@ -653,6 +715,12 @@ def main(argv=None) -> int:
                         help="override a setting for this run (repeatable; recorded in the JSON): "
                         + ", ".join(sorted({**ARCH_KEYS, **RUN_KEYS}))
                         + "; FEATURE.KEY for one feature's network")
+    parser.add_argument("--start-from-examples", action="store_true",
+                        help="U-Net only: start the membrane and ribosome networks from the "
+                        "shipped ones in data/networks (trained on another simulated "
+                        "tomogram) and train on for 5 epochs at 3e-4, as notebook 01 does in "
+                        "QUICK mode; the microtubule network, which is not shipped, starts "
+                        "from scratch")
     parser.add_argument("--tag", default="",
                         help="name of this run in the PNG names and the default JSON name "
                         "(outputs/benchmarks/tomoseg_accuracy_TAG.json), so parallel runs keep "
@@ -686,6 +754,12 @@ def main(argv=None) -> int:
         seeds, rounds = args.seeds or [0, 1, 2], 2 if args.rounds is None else args.rounds
     settings.update(PROTOCOL)
     apply_overrides(settings, overrides, args.architectures)
+    if args.start_from_examples:
+        from cryoml.datasets import example_data_dir
+
+        shipped = {f: example_data_dir() / "networks" / f"{f}_unet.keras" for f in FEATURES}
+        settings["start_from"] = {f: str(p) for f, p in shipped.items() if p.is_file()}
+        settings["start_epochs"] = 5
     if args.smoke:  # checks that the code runs: the structure of every override stays
         settings.update(copies=min(settings["copies"], 2), correction_epochs=1)
         for arch in settings["arch"].values():
