@@ -26,8 +26,10 @@ One run, one JSON (``$OUT/probe.json``, or /tmp/probe.json, and printed last):
   the agreement of the new and old outputs; the pieces (host feed old and new; transfer:
   ``device_put`` of float32 and bfloat16 batches; host bfloat16 cast; network).
 
-``--quick`` shrinks everything (256² slices, 4 slices, small batches) to check the script on a
-CPU. ``--sections`` picks sections (default: tomoseg_device tomoseg_files subtomo).
+``--compare-reader`` adds the uint8 run with the slice reader of sessions 2–12 (stack, then
+``np.pad``). ``--quick`` shrinks everything (256² slices, 4 slices, small batches) to check the
+script on a CPU. ``--sections`` picks sections (default: tomoseg_device tomoseg_files
+subtomo).
 
     KERAS_BACKEND=jax python benchmarks/gpu_breakdown.py            # one H200, ~5 min
     KERAS_BACKEND=jax python benchmarks/gpu_breakdown.py --quick    # CPU smoke test
@@ -215,7 +217,8 @@ def disk_floor(source: str, target: str, dtype: str, per_step: int) -> float:
     return seconds
 
 
-def tomoseg_files(results: dict, segmenter, size: int, n_slices: int) -> None:
+def tomoseg_files(results: dict, segmenter, size: int, n_slices: int,
+                  compare_reader: bool = False) -> None:
     import mrcfile
 
     from cryoml.tomoseg import apply_network
@@ -274,6 +277,40 @@ def tomoseg_files(results: dict, segmenter, size: int, n_slices: int) -> None:
             "ratio_to_disk_floor": round(wall / floors[dtype], 2),
         }
         log("file to file", key, out[key])
+    if compare_reader:
+        # The same uint8 run with the reader of sessions 2-12 (stack, then np.pad: three
+        # copies of each slice), to attribute the change to it.
+        from cryoml.tomoseg import _apply
+        from cryoml.tomoseg._trainset import slice_channels
+
+        def old_reader(volume, zs, k, rows, shape, edge):
+            planes = np.stack([slice_channels(volume, z, k) for z in zs])
+            n_y, n_x = volume.shape[1:]
+            widths = ((0, 0), (edge, shape[0] - n_y - edge), (edge, shape[1] - n_x - edge),
+                      (0, 0))
+            planes = np.pad(planes, widths, mode="reflect")
+            if rows > len(planes):
+                filler = np.zeros((rows - len(planes), *planes.shape[1:]), np.float32)
+                planes = np.concatenate([planes, filler])
+            return planes
+
+        new_reader, _apply.read_padded = _apply.read_padded, old_reader
+        try:
+            options = {"overwrite": True, "progress": False, "engine": "device_fft",
+                       "output_dtype": "uint8", "batch_size": batch_n, "tile_size": fft_size}
+            _drop_file_cache(source)
+            start = time.perf_counter()
+            apply_network(source, segmenter, output=f"{folder}/o.mrc", **options)
+            wall = time.perf_counter() - start
+            os.unlink(f"{folder}/o.mrc")
+        finally:
+            _apply.read_padded = new_reader
+        out["device_fft_uint8_old_reader"] = {
+            "s_per_slice": wall / n_slices,
+            "tomogram_4096x4096x1024_s": round(wall * scale, 1),
+            "ratio_to_disk_floor": round(wall / floors["uint8"], 2),
+        }
+        log("file to file, old reader", out["device_fft_uint8_old_reader"])
     os.unlink(source)
     results["tomoseg_files"] = out
 
@@ -408,6 +445,8 @@ def main(argv=None) -> int:
         default=["tomoseg_device", "tomoseg_files", "subtomo"],
         choices=["tomoseg_device", "tomoseg_files", "subtomo"],
     )
+    parser.add_argument("--compare-reader", action="store_true",
+                        help="also run the uint8 file-to-file case with the old slice reader")
     args = parser.parse_args(argv)
     import jax
     import keras
@@ -423,7 +462,8 @@ def main(argv=None) -> int:
     if "tomoseg_device" in args.sections:
         tomoseg_device(results, segmenter, size, args.quick)
     if "tomoseg_files" in args.sections:
-        tomoseg_files(results, segmenter, size, args.slices or (4 if args.quick else 64))
+        tomoseg_files(results, segmenter, size, args.slices or (4 if args.quick else 64),
+                      compare_reader=args.compare_reader)
     if "subtomo" in args.sections:
         subtomo(results, args.quick)
     results.pop("_fft_best", None)

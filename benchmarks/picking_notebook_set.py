@@ -9,11 +9,12 @@ candidates on the 4 test micrographs, picks right within half a diameter. Needs 
 virtualenv (``bash benchmarks/topaz_env.sh``). Prints one JSON object (~6 min on 2 CPU cores).
 
     .venv/bin/python benchmarks/picking_notebook_set.py [--no-deepem] [--no-topaz]
-        [--dense-step N | --score-step N] [--seeds S ...]
+        [--dense-step N | --score-step N] [--seeds S ...] [--hard-negative-rounds N]
 
 ``--dense-step`` sets DeepEM's dense grid step (default: the network's stride, 8);
 ``--score-step`` sets it only after training (mining stays on the stride grid);
-``--seeds`` trains DeepEM once per seed (default 0) and reports each.
+``--seeds`` trains DeepEM once per seed (default 0) and reports each;
+``--hard-negative-rounds`` sets its mining rounds (default 1).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def main() -> int:
                         help="dense step set after training: the hard-negative round mines "
                         "on the stride grid, calibration and test use this step")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--hard-negative-rounds", type=int, default=1,
+                        help="DeepEM's hard-negative mining rounds (default 1, the notebook's)")
     args = parser.parse_args()
     from cryoml import picking
     from cryoml.simulate import simulate_micrographs
@@ -61,7 +64,8 @@ def main() -> int:
         for seed in args.seeds:
             picker = picking.ParticlePicker(box, recipe="modern", epochs=8, batch_size=16,
                                             learning_rate=3e-3, particle_diameter=diameter,
-                                            hard_negative_rounds=1, dense_step=args.dense_step,
+                                            hard_negative_rounds=args.hard_negative_rounds,
+                                            dense_step=args.dense_step,
                                             random_state=seed, progress=False)
             picker.fit([m.image for m in train], [m.particles for m in train])
             if args.score_step is not None:

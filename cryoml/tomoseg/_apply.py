@@ -71,6 +71,51 @@ def upsample2(half: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out.astype(np.float32, copy=False)
 
 
+def read_padded(volume, zs, n_neighbours: int, rows: int, shape: tuple[int, int],
+                edge: int) -> np.ndarray:
+    """Slices ``zs`` (with their neighbours as channels) extended by reflection to ``shape``.
+
+    The same values as stacking :func:`slice_channels` and ``np.pad(..., mode="reflect")``
+    with ``edge`` pixels before each axis and the rest after, but each slice is read from
+    the (memory-mapped) volume straight into its place and only the borders are filled:
+    one copy of a 4096² slice instead of three, which the file-to-file pipeline pays for
+    in its reader thread. ``rows`` ≥ ``len(zs)``; the extra rows are zeros.
+    """
+    from cryoml.tomoseg._trainset import slice_channels
+
+    n_y, n_x = volume.shape[1:]
+    channels = 2 * n_neighbours + 1
+    after_y, after_x = shape[0] - n_y - edge, shape[1] - n_x - edge
+    if min(n_y, n_x) < 2 or max(edge, after_y) >= n_y - 1 or max(edge, after_x) >= n_x - 1:
+        # Reflections wider than the slice itself: leave them to numpy.
+        planes = np.stack([slice_channels(volume, z, n_neighbours) for z in zs])
+        widths = ((0, 0), (edge, after_y), (edge, after_x), (0, 0))
+        planes = np.pad(planes, widths, mode="symmetric" if min(n_y, n_x) < 2 else "reflect")
+        if rows > len(planes):
+            filler = np.zeros((rows - len(planes), *planes.shape[1:]), np.float32)
+            planes = np.concatenate([planes, filler])
+        return planes
+    planes = np.zeros((rows, *shape, channels), np.float32)
+    n = len(zs)
+    for i, z in enumerate(zs):
+        for c, source in enumerate(range(z - n_neighbours, z + n_neighbours + 1)):
+            source = min(max(source, 0), volume.shape[0] - 1)
+            planes[i, edge : edge + n_y, edge : edge + n_x, c] = volume[source]
+    inner = planes[:n]
+    # Rows first, then columns over the full height, as np.pad does axis by axis.
+    if edge:
+        inner[:, :edge] = inner[:, 2 * edge : edge : -1]
+    if after_y:
+        last = edge + n_y - 1
+        inner[:, last + 1 :] = inner[:, last - 1 : last - 1 - after_y : -1]
+    if edge:
+        inner[:, :, :edge] = inner[:, :, 2 * edge : edge : -1]
+    if after_x:
+        last = edge + n_x - 1
+        inner[:, :, last + 1 :] = inner[:, :, last - 1 : last - 1 - after_x : -1]
+    return planes
+
+
 def _gpu_available() -> bool:
     import keras
 
@@ -524,18 +569,14 @@ def apply_network(
             _drop_pages(volume)
             _drop_pages(handle_data)
 
-        from cryoml.tomoseg._trainset import slice_channels
 
         def _load(z0: int):
             zs = range(z0, min(n_z, z0 + slices_per_step))
-            planes = np.stack([slice_channels(volume, z, k) for z in zs])
-            widths = ((0, 0), (edge, even_y - n_y - edge), (edge, even_x - n_x - edge), (0, 0))
-            planes = np.pad(planes, widths, mode="symmetric" if min(n_y, n_x) < 2 else "reflect")
+            n = len(zs)
+            # Same shape as the other batches on the device (no recompile); zero filler.
+            rows = slices_per_step if on_device and n < slices_per_step < n_z else n
+            planes = read_padded(volume, zs, k, rows, (even_y, even_x), edge)
             if on_device:
-                n = len(planes)
-                if n < slices_per_step < n_z:  # same shape as the other batches: no recompile
-                    filler = np.zeros((slices_per_step - n, *planes.shape[1:]), np.float32)
-                    planes = np.concatenate([planes, filler])
                 import jax
 
                 # Copied to the device here, in the reader thread, while the device computes.

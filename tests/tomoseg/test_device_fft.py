@@ -139,3 +139,29 @@ def test_default_gpu_batch_shrinks_to_the_free_device_memory():
     assert pixels < 32 << 20
     # Never down to nothing.
     assert default_gpu_pixels("keras", True, 0) == 1 << 18
+
+
+@pytest.mark.parametrize(
+    ("shape", "k", "edge", "even", "rows"),
+    [
+        ((5, 37, 29), 0, 6, (50, 42), 3),  # odd sizes, unequal far-side widths
+        ((5, 37, 29), 2, 6, (50, 42), 4),  # 2.5D channels, repeated end slices, zero filler
+        ((3, 16, 16), 0, 0, (16, 16), 3),  # nothing to pad
+        ((3, 8, 40), 0, 10, (28, 60), 3),  # reflection wider than the slice: numpy's path
+        ((2, 1, 12), 0, 2, (6, 16), 2),  # a single row: numpy's symmetric path
+    ],
+)
+def test_read_padded_matches_numpy_pad(shape, k, edge, even, rows):
+    from cryoml.tomoseg._apply import read_padded
+    from cryoml.tomoseg._trainset import slice_channels
+
+    volume = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    zs = range(shape[0] - 2, shape[0]) if rows > 2 else range(shape[0])
+    got = read_padded(volume, zs, k, rows, even, edge)
+    widths = ((0, 0), (edge, even[0] - shape[1] - edge), (edge, even[1] - shape[2] - edge),
+              (0, 0))
+    mode = "symmetric" if min(shape[1:]) < 2 else "reflect"
+    expected = np.pad(np.stack([slice_channels(volume, z, k) for z in zs]), widths, mode=mode)
+    assert got.shape == (rows, *even, 2 * k + 1)
+    np.testing.assert_array_equal(got[: len(zs)], expected)
+    assert not got[len(zs):].any()
