@@ -218,7 +218,7 @@ def disk_floor(source: str, target: str, dtype: str, per_step: int) -> float:
 
 
 def tomoseg_files(results: dict, segmenter, size: int, n_slices: int,
-                  compare_reader: bool = False) -> None:
+                  compare_reader: bool = False, only: list[str] | None = None) -> None:
     import mrcfile
 
     from cryoml.tomoseg import apply_network
@@ -245,6 +245,8 @@ def tomoseg_files(results: dict, segmenter, size: int, n_slices: int,
         ("device_fft", "uint8"),
         ("fused", "float32"),
     ]
+    if only:
+        runs = [run for run in runs if f"{run[0]}_{run[1]}" in only]
     floors: dict = {}
     for engine, dtype in runs:
         options = {
@@ -447,6 +449,10 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--compare-reader", action="store_true",
                         help="also run the uint8 file-to-file case with the old slice reader")
+    parser.add_argument("--file-runs", nargs="+", default=None,
+                        choices=["device_fft_float32", "device_fft_float16", "device_fft_uint8",
+                                 "fused_float32"],
+                        help="file-to-file runs to make (default: all four)")
     args = parser.parse_args(argv)
     import jax
     import keras
@@ -463,7 +469,7 @@ def main(argv=None) -> int:
         tomoseg_device(results, segmenter, size, args.quick)
     if "tomoseg_files" in args.sections:
         tomoseg_files(results, segmenter, size, args.slices or (4 if args.quick else 64),
-                      compare_reader=args.compare_reader)
+                      compare_reader=args.compare_reader, only=args.file_runs)
     if "subtomo" in args.sections:
         subtomo(results, args.quick)
     results.pop("_fft_best", None)

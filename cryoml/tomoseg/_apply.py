@@ -116,6 +116,25 @@ def read_padded(volume, zs, n_neighbours: int, rows: int, shape: tuple[int, int]
     return planes
 
 
+def _device_crop(edge: int, n_y: int, n_x: int):
+    """Jitted crop of device slices to (n_y, n_x) from ``edge``, with the header statistics.
+
+    Cropping on the device copies only the slice itself back to the host and lets the device
+    give the MRC header's min / max / sum / sum of squares, which the host otherwise computes
+    on every slice: for float16 output numpy's reductions cost ~0.1 s per 4096² slice.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    @jax.jit
+    def crop(slices):
+        cut = slices[:, edge : edge + n_y, edge : edge + n_x]
+        values = cut.astype(jnp.float32).ravel()
+        return cut, jnp.stack([values.min(), values.max(), values.sum(), jnp.vdot(values, values)])
+
+    return crop
+
+
 def _gpu_available() -> bool:
     import keras
 
@@ -537,6 +556,9 @@ def apply_network(
 
     stats = {"min": np.inf, "max": -np.inf, "sum": 0.0, "sumsq": 0.0}
     on_device = engine == "device_fft"
+    crop = None
+    if on_device and (even_y, even_x) != (n_y, n_x):
+        crop = _device_crop(edge, n_y, n_x)
 
     def _add_stats(values) -> None:
         lo, hi, total, squares = (float(v) for v in values)
@@ -555,13 +577,14 @@ def apply_network(
                     _add_stats(device_stats)
                 else:
                     flat = full.reshape(-1)
+                    # Reductions on the float32 copy: numpy's float16 ones are several times
+                    # slower. BLAS dot: float32 accumulation is ample for an MRC header's r.m.s.
                     as_float = flat if flat.dtype == np.float32 else flat.astype(np.float32)
-                    # BLAS dot: float32 accumulation is ample for an MRC header's r.m.s.
                     _add_stats(
                         (
-                            flat.min(),
-                            flat.max(),
-                            flat.sum(dtype=np.float64),
+                            as_float.min(),
+                            as_float.max(),
+                            as_float.sum(dtype=np.float64),
                             np.dot(as_float, as_float),
                         )
                     )
@@ -642,9 +665,8 @@ def apply_network(
 
             def _finish(item):
                 slices, device_stats, n, z0 = item
-                full = np.asarray(slices)[:n, edge : edge + n_y, edge : edge + n_x]
-                whole = n == len(slices) and (even_y, even_x) == (n_y, n_x)
-                values = np.asarray(device_stats, np.float64) if whole else None
+                full = np.asarray(slices)[:n]  # cropped on the device
+                values = np.asarray(device_stats, np.float64) if n == len(slices) else None
                 _write(full, z0, values)
 
             try:
@@ -654,6 +676,8 @@ def apply_network(
                         loading = pool.submit(_load, starts[i + 1])
                     if on_device:
                         slices, device_stats = forward.device_call(planes)
+                        if crop is not None:
+                            slices, device_stats = crop(slices)
                         del planes
                         if pending is not None:
                             _finish(pending)
