@@ -9,12 +9,13 @@ candidates on the 4 test micrographs, picks right within half a diameter. Needs 
 virtualenv (``bash benchmarks/topaz_env.sh``). Prints one JSON object (~6 min on 2 CPU cores).
 
     .venv/bin/python benchmarks/picking_notebook_set.py [--no-deepem] [--no-topaz]
-        [--dense-step N | --score-step N] [--seeds S ...] [--hard-negative-rounds N]
+        [--dense-step N | --score-step N] [--seeds S ...] [--hard-negative-rounds N] [--ensemble N]
 
 ``--dense-step`` sets DeepEM's dense grid step (default: the network's stride, 8);
 ``--score-step`` sets it only after training (mining stays on the stride grid);
 ``--seeds`` trains DeepEM once per seed (default 0) and reports each;
-``--hard-negative-rounds`` sets its mining rounds (default 1).
+``--hard-negative-rounds`` sets its mining rounds (default 1); ``--ensemble N`` trains N networks
+per seed (seeds s … s+N−1) and averages their score maps (``PickerEnsemble``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def main() -> int:
                         help="dense step set after training: the hard-negative round mines "
                         "on the stride grid, calibration and test use this step")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--ensemble", type=int, default=1,
+                        help="train this many networks per seed (seeds s, s+1, ...) and "
+                        "average their score maps (PickerEnsemble; default 1: one network)")
     parser.add_argument("--hard-negative-rounds", type=int, default=1,
                         help="DeepEM's hard-negative mining rounds (default 1, the notebook's)")
     args = parser.parse_args()
@@ -67,9 +71,17 @@ def main() -> int:
                                             hard_negative_rounds=args.hard_negative_rounds,
                                             dense_step=args.dense_step,
                                             random_state=seed, progress=False)
-            picker.fit([m.image for m in train], [m.particles for m in train])
+            if args.ensemble > 1:
+                picker = picking.PickerEnsemble.train(
+                    picker, [m.image for m in train], [m.particles for m in train],
+                    n_models=args.ensemble)
+                members = picker.pickers_
+            else:
+                picker.fit([m.image for m in train], [m.particles for m in train])
+                members = [picker]
             if args.score_step is not None:
-                picker.dense_step = args.score_step
+                for member in members:
+                    member.dense_step = args.score_step
             picker.calibrate_threshold([m.image for m in calibrate],
                                        [m.particles for m in calibrate])
             evaluation = picking.evaluate_picks(
@@ -79,8 +91,10 @@ def main() -> int:
             result[key] = {"ap": evaluation.average_precision,
                            "precision": evaluation.precision, "recall": evaluation.recall,
                            "threshold": picker.threshold_,
-                           "heldout_balanced_accuracy": picker.validation_accuracy_,
-                           "dense_step": picker.dense_step or picker.architecture_.stride}
+                           "heldout_balanced_accuracy": [m.validation_accuracy_
+                                                         for m in members],
+                           "networks": len(members),
+                           "dense_step": members[0].dense_step or members[0].architecture_.stride}
             note(f"DeepEM seed {seed} AP {evaluation.average_precision:.3f}")
     if args.no_topaz:
         result["seconds"] = time.perf_counter() - start
