@@ -389,7 +389,7 @@ def wall_normals(mask: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     return where, np.abs(vectors[:, :, -1])
 
 
-def recall_by_wall_angle(labels: np.ndarray, cell) -> dict:
+def recall_by_wall_angle(labels: np.ndarray, cell, dice) -> dict:
     """Share of each sheet-like feature's truth found, per band of surface tilt and wedge.
 
     Bands of the angle between the surface normal and the beam (Z): tells whether a miss lies
@@ -398,7 +398,8 @@ def recall_by_wall_angle(labels: np.ndarray, cell) -> dict:
     truth's voxels whose normal lies inside / outside the true single-axis missing wedge
     (tilt axis Y: |n_x| < tan 30° |n_z| for ±60°). The visible truth's cone rule counts the
     first as visible although the tilt series holds none of their Fourier energy — faces
-    tilted about the tilt axis, and walls of tubes that run across it.
+    tilted about the tilt axis, and walls of tubes that run across it. ``dice_outside_wedge``:
+    Dice against the visible truth less those voxels.
     """
     result = {}
     tan = np.tan(np.radians(90.0 - TILT_RANGE))
@@ -422,6 +423,11 @@ def recall_by_wall_angle(labels: np.ndarray, cell) -> dict:
             entry[name] = {
                 "recall": round(float(found[part].sum()) / max(1, int(part.sum())), 3),
                 "share_of_visible": round(float(part.sum()) / max(1, int(visible.sum())), 3)}
+        # Dice against the visible truth less its voxels inside the single-axis wedge.
+        hidden = np.zeros(labels.shape, bool)
+        hidden[tuple(w[in_wedge] for w in where)] = True
+        entry["dice_outside_wedge"] = round(
+            dice(labels == i + 1, cell.visible[feature] & ~hidden), 3)
         result[feature] = entry
     return result
 
@@ -443,7 +449,7 @@ def score_round(outputs_a, outputs_b, cell_a, cell_b, voxel):
                          for i, f in enumerate(FEATURES)},
     }
     result["dice_visible_by_depth"] = dice_by_depth(labels, cell_b, dice)
-    result["recall_by_wall_angle"] = recall_by_wall_angle(labels, cell_b)
+    result["recall_by_wall_angle"] = recall_by_wall_angle(labels, cell_b, dice)
     precision, recall, n_picks, n_true = ribosome_picking(outputs_b["ribosome"], cell_b.ribosomes,
                                                           voxel, threshold)
     result.update(ribosome_precision=round(precision, 3), ribosome_recall=round(recall, 3),
