@@ -1,5 +1,6 @@
 from ._batch import extract_file as extract_file
 from ._ensemble import PickerEnsemble as PickerEnsemble
+from ._ensemble import load_picker as load_picker
 from ._evaluate import PickingEvaluation as PickingEvaluation
 from ._evaluate import evaluate_picks as evaluate_picks
 from ._evaluate import match_candidates as match_candidates

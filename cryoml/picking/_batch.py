@@ -33,7 +33,8 @@ def extract_file(
         Coordinate file to write (replaced if it exists); its suffix (``.box``, ``.star``,
         ``.csv`` or ``.json``) gives the format.
     model : str or path-like
-        Picker saved by :meth:`ParticlePicker.save` (``.keras`` with its ``.keras.json``).
+        Picker saved by :meth:`ParticlePicker.save` (``.keras`` with its ``.keras.json``), or
+        the folder of a :class:`PickerEnsemble`.
     threshold : float, optional
         Score threshold; default: the picker's (calibrated) ``threshold_``.
     method : {"dense", "raster"}, optional
@@ -56,10 +57,10 @@ def extract_file(
         For a missing or unreadable model or micrograph, or a pixel-size mismatch.
     """
     from cryoml import io
-    from cryoml.picking._training import ParticlePicker
+    from cryoml.picking._ensemble import load_picker
 
     input_path = Path(input_path)
-    picker = ParticlePicker.load(model)
+    picker = load_picker(model)
     picker.progress = False
     if min_distance is not None:
         picker.min_distance = min_distance

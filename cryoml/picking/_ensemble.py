@@ -21,7 +21,7 @@ from cryoml._errors import CryomlError
 from cryoml.picking._peaks import _PickingMixin
 from cryoml.picking._scoring import ScoreMap
 
-__all__ = ["PickerEnsemble"]
+__all__ = ["PickerEnsemble", "load_picker"]
 
 _STATE = "ensemble.json"
 
@@ -37,6 +37,8 @@ class PickerEnsemble(_PickingMixin):
 
     Attributes
     ----------
+    min_distance : float or None
+        Least distance between picks in pixels (default: the first member's setting).
     pickers_ : list of ParticlePicker
     threshold_ : float
         Score threshold of :meth:`pick` (the members' mean until :meth:`calibrate_threshold`).
@@ -76,6 +78,7 @@ class PickerEnsemble(_PickingMixin):
                     f"diameter {picker.diameter:.1f} vs {first.diameter:.1f} px."
                 )
         self.pickers_ = pickers
+        self.min_distance = first.min_distance
         self.threshold_ = float(np.mean([p.threshold_ for p in pickers]))
         self.sd_band_ = first.sd_band_
         self.calibration_ = None
@@ -88,9 +91,19 @@ class PickerEnsemble(_PickingMixin):
         return self.pickers_[0].diameter
 
     @property
-    def min_distance(self) -> float | None:
-        """Least distance between picks (the first member's setting)."""
-        return self.pickers_[0].min_distance
+    def progress(self) -> bool:
+        """Whether the members show progress bars (setting it sets every member's)."""
+        return bool(self.pickers_[0].progress)
+
+    @progress.setter
+    def progress(self, value: bool) -> None:
+        for picker in self.pickers_:
+            picker.progress = bool(value)
+
+    def _min_distance(self) -> float:
+        if self.min_distance is not None:
+            return super()._min_distance()
+        return self.pickers_[0]._min_distance()
 
     @property
     def beta(self) -> float:
@@ -210,3 +223,24 @@ class PickerEnsemble(_PickingMixin):
         ensemble.threshold_ = float(state["threshold"])
         ensemble.calibration_ = state.get("calibration")
         return ensemble
+
+
+def load_picker(path: str | os.PathLike):
+    """A saved picker: a ``.keras`` file (:class:`ParticlePicker`) or an ensemble's folder.
+
+    Raises
+    ------
+    CryomlError
+        If ``path`` holds neither.
+    """
+    from cryoml.picking._training import ParticlePicker
+
+    path = Path(path)
+    if path.is_dir():
+        return PickerEnsemble.load(path)
+    if path.suffix != ".keras":
+        raise CryomlError(
+            f"{path}: not a saved picker; give a .keras file (ParticlePicker) or the folder of "
+            "a PickerEnsemble (`cryoml pick train --ensemble N`)."
+        )
+    return ParticlePicker.load(path)

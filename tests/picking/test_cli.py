@@ -246,3 +246,31 @@ def test_train_without_calibration_says_the_threshold_stays_at_half(toy_files, c
     assert summary["threshold"] == 0.5 and summary["threshold_calibrated"] is False
     assert summary["min_distance_px"] == 12
     assert "no --calibrate-micrographs" in caplog.text
+
+
+@AT_CHANCE
+def test_pick_train_an_ensemble_then_extract_score_and_evaluate_with_it(toy_files, capsys):
+    folder, mics, coords = toy_files
+    with pytest.raises(Exception, match="saved as a folder"):
+        run(["train", *mics[:2], "--coords", *coords[:2], "--box", "48", "--ensemble", "2",
+             "--out", str(folder / "e.keras")])
+    model = folder / "ensemble"
+    assert run(["train", *mics[:2], "--coords", *coords[:2], "--box", "48", "--epochs", "2",
+                "--ensemble", "2", "--calibrate-micrographs", mics[2], "--calibrate-coords",
+                coords[2], "--out", str(model)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert len(summary["validation_accuracy"]) == 2 and "calibration" in summary
+    assert sorted(p.name for p in model.glob("*.keras")) == ["member_0.keras", "member_1.keras"]
+    assert run(["extract", str(model), mics[3], "--out-dir", str(folder / "picks"),
+                "--format", "star", "--all-candidates", "--min-distance", "10"]) == 0
+    picks = io.read_coordinates(folder / "picks" / "mic3.star")
+    assert len(picks) > 0 and picks.scores is not None
+    distances = np.linalg.norm(picks.centres[:, None] - picks.centres[None], axis=-1)
+    assert distances[np.triu_indices(len(picks), 1)].min() >= 10
+    assert run(["score", str(model), mics[3], "--out", str(folder / "s.npz")]) == 0
+    with np.load(folder / "s.npz") as scores:
+        assert scores["scores"].ndim == 2
+    capsys.readouterr()
+    assert run(["evaluate", str(folder / "picks" / "mic3.star"), "--truth", coords[3],
+                "--model", str(model)]) == 0
+    assert "average_precision" in json.loads(capsys.readouterr().out)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cryoml._errors import CryomlError
-from cryoml.picking import ParticlePicker, PickerEnsemble, evaluate_picks
+from cryoml.picking import ParticlePicker, PickerEnsemble, evaluate_picks, load_picker
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,8 @@ def test_calibrated_ensemble_picks_and_survives_a_round_trip(ensemble, toy_set, 
     assert result.average_precision > 0.5  # the toy rings are easy; chance is far lower
     folder = ensemble.save(tmp_path / "ensemble")
     assert sorted(p.name for p in folder.iterdir())[:2] == ["ensemble.json", "member_0.keras"]
-    back = PickerEnsemble.load(folder)
+    back = load_picker(folder)
+    assert isinstance(back, PickerEnsemble)
     assert back.threshold_ == ensemble.threshold_
     np.testing.assert_allclose(back.score(test[0].image).scores,
                                ensemble.score(test[0].image).scores, rtol=1e-5, atol=1e-6)
@@ -63,3 +64,5 @@ def test_bad_ensembles_are_refused(ensemble, toy_set, tmp_path):
         PickerEnsemble([ensemble.pickers_[0], other]).score(toy_set[0].image)
     with pytest.raises(CryomlError, match="no such file"):
         PickerEnsemble.load(tmp_path)
+    with pytest.raises(CryomlError, match="not a saved picker"):
+        load_picker(tmp_path / "picks.star")
