@@ -369,10 +369,9 @@ def _train(args) -> int:
         members = picker.pickers_
     else:
         members = [picker.fit(images, coords, negatives)]
-    summary = {"validation_accuracy": members[0].validation_accuracy_}
-    if args.ensemble > 1:
-        summary["validation_accuracy"] = [m.validation_accuracy_ for m in members]
-    elif picker.hard_negative_counts_:
+    accuracies = [m.validation_accuracy_ for m in members]
+    summary = {"validation_accuracy": accuracies if args.ensemble > 1 else accuracies[0]}
+    if args.ensemble == 1 and picker.hard_negative_counts_:
         summary["hard_negatives_added"] = list(picker.hard_negative_counts_)
         if picker.hard_negative_accuracy_ == picker.hard_negative_accuracy_:  # not NaN
             summary["held_out_hard_negative_accuracy"] = picker.hard_negative_accuracy_

@@ -416,6 +416,12 @@ class ParticlePicker(_PickingMixin):
             return 0.0
         return min(self.architecture_.stride / 2.0, 0.1 * self.diameter)
 
+    def get_params(self) -> dict:
+        """The constructor's parameters as set now (a new, unfitted picker takes them back)."""
+        return {
+            k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")
+        }
+
     def _check_fitted(self):
         if not hasattr(self, "model_"):
             raise CryomlError(
@@ -1015,9 +1021,7 @@ class ParticlePicker(_PickingMixin):
         check_writable(sidecar, overwrite=overwrite)
         with atomic_path(path, overwrite=overwrite) as tmp:
             self.model_.save(tmp)
-        params = {
-            k: v for k, v in self.__dict__.items() if not k.endswith("_") and not k.startswith("_")
-        }
+        params = self.get_params()
         params["random_state"] = None
         state = {
             "params": params,

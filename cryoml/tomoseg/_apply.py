@@ -592,7 +592,6 @@ def apply_network(
             _drop_pages(volume)
             _drop_pages(handle_data)
 
-
         def _load(z0: int):
             zs = range(z0, min(n_z, z0 + slices_per_step))
             n = len(zs)

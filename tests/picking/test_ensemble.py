@@ -20,6 +20,7 @@ def ensemble(toy_set):
 def test_members_differ_and_the_score_map_is_their_mean(ensemble, toy_set):
     first, second = ensemble.pickers_
     assert first.random_state == 5 and second.random_state == 6
+    assert {**first.get_params(), "random_state": 6} == second.get_params()
     image = toy_set[6].image
     maps = [p.score(image) for p in ensemble.pickers_]
     assert not np.allclose(maps[0].scores, maps[1].scores)  # different random starts
