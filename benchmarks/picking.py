@@ -27,9 +27,12 @@ candidate peaks on the test micrographs.
   ring particles, half of them touching a neighbour, noise-free and at SNR 0.5; DeepEM,
   template matching (and Topaz when its virtualenv exists) with the recall ceiling.
 
-DeepEM is also re-trained with one round of hard-negative mining on its training micrographs.
+DeepEM is also re-trained with one round of hard-negative mining on its training micrographs;
+with ``--ensemble N``, N−1 more networks are trained and mined the same way from the next seeds
+and the N score maps averaged (``PickerEnsemble``).
 
 Usage: .venv/bin/python benchmarks/picking.py [--quick] [--no-topaz] [--no-series]
+    [--dense-step N] [--ensemble N]
 """
 
 from __future__ import annotations
@@ -334,6 +337,9 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ensemble", type=int, default=1, metavar="N",
+                        help="also an ensemble of N DeepEM networks (the headline one and N-1 "
+                        "more, each with its hard-negative round), score maps averaged")
     parser.add_argument("--dense-step", type=int, default=None,
                         help="DeepEM's dense grid step in px (default: the network's stride)")
     parser.add_argument(
@@ -446,6 +452,29 @@ def main() -> int:
         f"{time.perf_counter() - t0:.0f} s"
     )
 
+    # An ensemble: more networks trained and mined the same way from other seeds, their score
+    # maps averaged with the one above (PickerEnsemble).
+    ensemble = ensemble_eval = ensemble_flags = None
+    if args.ensemble > 1:
+        from cryoml.picking import PickerEnsemble
+
+        t0 = time.perf_counter()
+        members = [mined]
+        for offset in range(1, args.ensemble):
+            member, _ = train_picker(train, n_main, epochs=epochs, seed=args.seed + offset,
+                                     diameter=diameter, box=box, dense_step=args.dense_step)
+            member.mine_hard_negatives([m["image"] for m in train], [m["truth"] for m in train],
+                                       rounds=1)
+            members.append(member)
+        ensemble = PickerEnsemble(members)
+        ensemble.calibrate_threshold([m["image"] for m in calibrate],
+                                     [m["truth"] for m in calibrate])
+        ensemble_candidates = [ensemble.candidates(m["image"]) for m in test]
+        ensemble_eval, ensemble_flags = evaluate_method(
+            f"DeepEM + hard negatives, {args.ensemble} networks", ensemble_candidates,
+            ensemble.threshold_, test, radius)
+        note(f"ensemble of {args.ensemble} in {time.perf_counter() - t0:.0f} s")
+
     # Template matching on the same data.
     t0 = time.perf_counter()
     positives, _ = take_positives(train, n_main)
@@ -493,6 +522,13 @@ def main() -> int:
             )
             topaz["deepem_ap_on_topaz_subset"] = same.average_precision
             # The model a user ends with (after the hard-negative round), same subset.
+            if ensemble is not None:
+                topaz["deepem_ensemble_ap_on_topaz_subset"] = evaluate_picks(
+                    ensemble_candidates[:n_topaz_test],
+                    [m["truth"] for m in test[:n_topaz_test]],
+                    radius=radius,
+                    threshold=ensemble.threshold_,
+                ).average_precision
             topaz["deepem_hard_negatives_ap_on_topaz_subset"] = evaluate_picks(
                 mined_candidates[:n_topaz_test],
                 [m["truth"] for m in test[:n_topaz_test]],
@@ -507,6 +543,7 @@ def main() -> int:
         "DeepEM": deepem,
         "DeepEM + recursive": recursive_eval,
         "DeepEM + hard negatives": mined_eval,
+        **({f"DeepEM, {args.ensemble} networks": ensemble_eval} if ensemble else {}),
         "template matching": template,
         **topaz_curves,
     }
@@ -635,6 +672,14 @@ def main() -> int:
             "threshold_f2": mined.threshold_,
             "boxes_added": mined.hard_negative_counts_,
             "flagged_picked_fraction": mined_flags,
+        },
+        "ensemble": None if ensemble is None else {
+            "networks": args.ensemble,
+            "ap": ensemble_eval.average_precision,
+            "precision": ensemble_eval.precision,
+            "recall": ensemble_eval.recall,
+            "threshold_f2": ensemble.threshold_,
+            "flagged_picked_fraction": ensemble_flags,
         },
         "crowded": crowded,
         "template_matching": {
