@@ -511,7 +511,9 @@ def main() -> int:
                 work=args.out / "topaz_work",
                 note=note,
             )
-            topaz_curves = topaz.pop("_curves", {})
+            # Topaz ran on the first n_topaz_test micrographs only: say so in the legend.
+            topaz_curves = {f"{name}, first {n_topaz_test} micrographs": curve
+                            for name, curve in topaz.pop("_curves", {}).items()}
             # Same subset, for a like-for-like comparison.
             subset = [candidates[i] for i in range(n_topaz_test)]
             same = evaluate_picks(
