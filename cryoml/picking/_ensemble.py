@@ -6,7 +6,9 @@ its own, which the average cancels, while its scores on particles agree. Measure
 04's QUICK micrographs (8 to train, 4 to test, 4-px scoring grid): AP 0.783–0.790 for one
 network of seeds 0, 1 and 2; 0.805 for the average of seeds 0–1; 0.822 for seeds 0–2; over three
 ensembles of three (seeds 0–2, 3–5, 6–8), 0.817 on average against 0.786 for one network (Topaz
-trained on the same boxes: 0.831). The cost is ``n_models`` times the training and scoring.
+trained on the same boxes: 0.831). On a harder set (KLH-like at SNR 0.01, ``benchmarks/picking.py
+--quick``) three networks gained less: 0.582 → 0.599. The cost is ``n_models`` times the
+training and scoring.
 """
 
 from __future__ import annotations
