@@ -32,7 +32,10 @@
 #   `"paper"` to follow the paper.
 #
 # Scores are against the **visible** truth: membrane faces nearly parallel to the slices are
-# invisible through the missing wedge, for a person and for a 2D network alike.
+# invisible through the missing wedge, for a person and for a 2D network alike. The rule
+# (normal more than 30° from the beam for ±60° tilts) treats the wedge as a cone; a real,
+# single-axis wedge also hides faces tilted about the tilt axis — about a quarter of this
+# "visible" membrane, where the network finds only a fifth of it (`benchmarks/RESULTS.md`).
 
 # %%
 import json
