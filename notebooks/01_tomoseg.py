@@ -34,8 +34,9 @@
 # Scores are against the **visible** truth: membrane faces nearly parallel to the slices are
 # invisible through the missing wedge, for a person and for a 2D network alike. The rule
 # (normal more than 30° from the beam for ±60° tilts) treats the wedge as a cone; a real,
-# single-axis wedge also hides faces tilted about the tilt axis — about a quarter of this
-# "visible" membrane, where the network finds only a fifth of it (`benchmarks/RESULTS.md`).
+# single-axis wedge also hides faces tilted about the tilt axis — a quarter of the "visible"
+# membrane in our QUICK benchmark tomogram, of which the U-Net finds about a fifth
+# (`benchmarks/RESULTS.md`, session 13).
 
 # %%
 import json
