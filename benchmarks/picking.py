@@ -514,29 +514,20 @@ def main() -> int:
             # Topaz ran on the first n_topaz_test micrographs only: say so in the legend.
             topaz_curves = {f"{name}, first {n_topaz_test} micrographs": curve
                             for name, curve in topaz.pop("_curves", {}).items()}
-            # Same subset, for a like-for-like comparison.
-            subset = [candidates[i] for i in range(n_topaz_test)]
-            same = evaluate_picks(
-                subset,
-                [m["truth"] for m in test[:n_topaz_test]],
-                radius=radius,
-                threshold=picker.threshold_,
-            )
-            topaz["deepem_ap_on_topaz_subset"] = same.average_precision
-            # The model a user ends with (after the hard-negative round), same subset.
+            # The same subset, for a like-for-like comparison: the first model, the one a
+            # user ends with (after the hard-negative round) and the ensemble.
+            truth = [m["truth"] for m in test[:n_topaz_test]]
+
+            def subset_ap(found, threshold):
+                return evaluate_picks(found[:n_topaz_test], truth, radius=radius,
+                                      threshold=threshold).average_precision
+
+            topaz["deepem_ap_on_topaz_subset"] = subset_ap(candidates, picker.threshold_)
+            topaz["deepem_hard_negatives_ap_on_topaz_subset"] = subset_ap(mined_candidates,
+                                                                          mined.threshold_)
             if ensemble is not None:
-                topaz["deepem_ensemble_ap_on_topaz_subset"] = evaluate_picks(
-                    ensemble_candidates[:n_topaz_test],
-                    [m["truth"] for m in test[:n_topaz_test]],
-                    radius=radius,
-                    threshold=ensemble.threshold_,
-                ).average_precision
-            topaz["deepem_hard_negatives_ap_on_topaz_subset"] = evaluate_picks(
-                mined_candidates[:n_topaz_test],
-                [m["truth"] for m in test[:n_topaz_test]],
-                radius=radius,
-                threshold=mined.threshold_,
-            ).average_precision
+                topaz["deepem_ensemble_ap_on_topaz_subset"] = subset_ap(ensemble_candidates,
+                                                                        ensemble.threshold_)
         except Exception as error:  # the baseline must not sink the benchmark
             topaz["topaz_note"] = f"Topaz failed: {type(error).__name__}: {error}"
             note(topaz["topaz_note"])
