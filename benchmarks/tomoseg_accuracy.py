@@ -26,8 +26,13 @@ least component mass that maximise F1 (``ribosome_picking_tuned``, chosen by
 (``dice_visible_by_depth``: Dice per third of Z, and the share of missed and false voxels
 outside the middle third); the share of each membrane's and microtubule's truth found per band
 of surface tilt (``recall_by_wall_angle``: normal 30–45°, 45–60°, 60–90° from Z, and inside /
-outside the true single-axis missing wedge); and
+outside the true single-axis missing wedge); the merged Dice (visible) of the other choice of
+smoothing along Z (``other_smoothing``: the raw slice-by-slice output where the architecture's
+default smooths it — the U-Net's 40 Å —, 40 Å where it does not — the paper network); and
 ``timings`` (seconds of training, corrections, application and scoring).
+
+Scores use each network's output as :func:`cryoml.tomoseg.apply_network` gives it by default
+(``smooth_z`` in ``settings``): the U-Net's smoothed along Z by 40 Å, the paper network's raw.
 
 Prints one JSON object; PNGs go to outputs/benchmarks/.
 
@@ -66,7 +71,10 @@ import scipy.ndimage as ndi
 FEATURES = ("membrane", "microtubule", "ribosome")
 DISTRACTORS = ("membrane", "microtubule", "ribosome", "complex", "gold", "carbon")
 RIBOSOME_DIAMETER_A = 250.0
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2, 1.5)
+# Cuts tried on tomogram A. The U-Net's scaled output is 2 × its probability, so 0.05–1.9
+# spans probabilities 0.025–0.95 (sessions ≤ 13 tried 0.3–1.5 only).
+THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2, 1.5, 1.8, 1.9)
+OTHER_SMOOTH_Z = 40.0  # Å: the U-Net's default, tried on the paper network too
 PICK_THRESHOLDS = (0.5, 0.8, 1.0, 1.2, 1.5)
 PICK_MIN_MASS = (20, 200, 500, 1000, 2000)  # voxels; a ribosome's label: ~3,400 at 10 Å
 PROTOCOL = {"positives": 10, "negatives": 100}
@@ -432,6 +440,35 @@ def recall_by_wall_angle(labels: np.ndarray, cell, dice) -> dict:
     return result
 
 
+def smoothed_output(raw: np.ndarray, smooth_z: float, voxel: float) -> np.ndarray:
+    """``raw`` smoothed along Z by ``smooth_z`` Å as ``apply_network`` would (itself at 0)."""
+    from cryoml.tomoseg import smooth_along_z
+
+    return smooth_along_z(raw, smooth_z, voxel_size=voxel) if smooth_z > 0 else raw
+
+
+def merged_dice(outputs_a, outputs_b, cell_a, cell_b) -> dict:
+    """Merged Dice (visible) on B, with the common and with per-feature cuts chosen on A."""
+    from cryoml.metrics import dice
+    from cryoml.tomoseg import merge_segmentations
+
+    threshold, _ = best_threshold([outputs_a[f] for f in FEATURES],
+                                  [cell_a.visible[f] for f in FEATURES])
+    labels, _ = merge_segmentations([outputs_b[f] for f in FEATURES], threshold=threshold)
+    cuts = {f: feature_threshold(outputs_a[f], cell_a.visible[f]) for f in FEATURES}
+    per_cut, _ = merge_segmentations([outputs_b[f] / np.float32(cuts[f]) for f in FEATURES],
+                                     threshold=1.0)
+    return {
+        "merge_threshold": threshold,
+        "dice_visible": {f: round(dice(labels == i + 1, cell_b.visible[f]), 3)
+                         for i, f in enumerate(FEATURES)},
+        "feature_thresholds": cuts,
+        "dice_visible_feature_thresholds": {
+            f: round(dice(per_cut == i + 1, cell_b.visible[f]), 3)
+            for i, f in enumerate(FEATURES)},
+    }
+
+
 def score_round(outputs_a, outputs_b, cell_a, cell_b, voxel):
     from cryoml.metrics import dice
     from cryoml.tomoseg import merge_segmentations
@@ -527,14 +564,29 @@ def run_seed(cells, settings, architecture, seed, out_dir: Path, rounds: int,
                                                         epochs=settings["correction_epochs"])
                 timings["corrections_s"][feature] = round(time.perf_counter() - start, 1)
         start = time.perf_counter()
+        raw_a, raw_b = {}, {}
         for feature in FEATURES:
-            outputs_a[feature] = apply_network(vol_a, segmenters[feature], voxel_size=voxel,
-                                               progress=False)
-            outputs_b[feature] = apply_network(vol_b, segmenters[feature], voxel_size=voxel,
-                                               progress=False)
+            # The raw output once; the default (smoothed or not) and the other choice from it.
+            raw_a[feature] = apply_network(vol_a, segmenters[feature], voxel_size=voxel,
+                                           smooth_z=0, progress=False)
+            raw_b[feature] = apply_network(vol_b, segmenters[feature], voxel_size=voxel,
+                                           smooth_z=0, progress=False)
         timings["apply_s"] = round(time.perf_counter() - start, 1)
         start = time.perf_counter()
+        sigma = {f: segmenters[f].smooth_z_angstrom for f in FEATURES}
+        outputs_a = {f: smoothed_output(raw_a[f], sigma[f], voxel) for f in FEATURES}
+        outputs_b = {f: smoothed_output(raw_b[f], sigma[f], voxel) for f in FEATURES}
+        other = {f: 0.0 if sigma[f] > 0 else OTHER_SMOOTH_Z for f in FEATURES}
+        other_a = {f: smoothed_output(raw_a[f], other[f], voxel) for f in FEATURES}
+        other_b = {f: smoothed_output(raw_b[f], other[f], voxel) for f in FEATURES}
+        timings["smooth_s"] = round(time.perf_counter() - start, 1)
+        del raw_a, raw_b
+        start = time.perf_counter()
         result, labels = score_round(outputs_a, outputs_b, cell_a, cell_b, voxel)
+        result["smooth_z"] = sigma
+        result["other_smoothing"] = {"smooth_z": other,
+                                     **merged_dice(other_a, other_b, cell_a, cell_b)}
+        del other_a, other_b
         timings["score_s"] = round(time.perf_counter() - start, 1)
         result.update(architecture=architecture, round=round_, seed=seed, timings=timings)
         if tag:
@@ -567,6 +619,13 @@ def summarise(runs: list[dict]) -> dict:
                     f: {"mean": round(float(np.mean([r[key][f] for r in items])), 3),
                         "worst": round(float(np.min([r[key][f] for r in items])), 3)}
                     for f in FEATURES}
+            if all("other_smoothing" in r for r in items):
+                other = [r["other_smoothing"] for r in items]
+                entry["other_smoothing"] = {"smooth_z": other[0]["smooth_z"], **{
+                    key: {f: {"mean": round(float(np.mean([o[key][f] for o in other])), 3),
+                              "worst": round(float(np.min([o[key][f] for o in other])), 3)}
+                          for f in FEATURES}
+                    for key in ("dice_visible", "dice_visible_feature_thresholds")}}
             for key in ("ribosome_precision", "ribosome_recall"):
                 values = [r[key] for r in items]
                 entry[key] = {"mean": round(float(np.mean(values)), 3),

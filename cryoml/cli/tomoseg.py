@@ -76,6 +76,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--patience", type=int, help="early stop after N epochs without progress")
     p.add_argument(
+        "--smooth-z",
+        type=float,
+        metavar="ANGSTROM",
+        help="Gaussian sigma (Å) along Z that 'apply' uses by default for this network: joins "
+        "what a slice-by-slice network finds in some slices and loses in the next (default: "
+        "40 for the U-Net, 0 for the paper network, as EMAN2)",
+    )
+    p.add_argument(
         "--continue", type=Path, dest="continue_from", help="continue training this saved network"
     )
     p.add_argument(
@@ -123,6 +131,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_batch_args(p)
     p.add_argument("--batch", type=int, dest="batch_size")
     p.add_argument("--tile", type=int, dest="tile_size", help="largest window edge")
+    p.add_argument(
+        "--smooth-z",
+        type=float,
+        metavar="ANGSTROM",
+        help="Gaussian sigma (Å) along Z applied to the output; 0 keeps the raw slice-by-slice "
+        "output (default: the network's own, 40 for the U-Net, 0 for the paper network)",
+    )
     p.add_argument(
         "--ignore-voxel-size",
         action="store_true",
@@ -327,6 +342,10 @@ def main(args: argparse.Namespace) -> int:
                 segmenter.feature = trainset.feature
             for key in ("epochs", "batch_size", "learning_rate"):
                 setattr(segmenter, key, getattr(args, key))
+            if args.smooth_z is not None:
+                from cryoml.tomoseg._smooth import _check_sigma
+
+                segmenter.smooth_z = _check_sigma(args.smooth_z)
             if args.recipe:
                 segmenter.recipe = args.recipe
         else:
@@ -339,6 +358,7 @@ def main(args: argparse.Namespace) -> int:
                 learning_rate=args.learning_rate,
                 n_filters=args.filters,
                 patience=args.patience,
+                smooth_z=args.smooth_z,
                 random_state=args.seed,
                 progress=progress,
             )
@@ -374,6 +394,7 @@ def main(args: argparse.Namespace) -> int:
             "output_dtype": args.output_dtype,
             "batch_size": args.batch_size,
             "tile_size": args.tile_size,
+            "smooth_z": args.smooth_z,
         }
         if args.out_dir is not None:
             from cryoml.tomoseg._apply import apply_file

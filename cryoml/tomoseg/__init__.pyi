@@ -12,6 +12,7 @@ from ._merge import merge_segmentations as merge_segmentations
 from ._preview import plot_history as plot_history
 from ._preview import preview_grid as preview_grid
 from ._preview import save_figure as save_figure
+from ._smooth import smooth_along_z as smooth_along_z
 from ._training import RECIPES as RECIPES
 from ._training import TomoSegmenter as TomoSegmenter
 from ._trainset import TrainingSet as TrainingSet

@@ -413,6 +413,7 @@ def apply_network(
     batch_size: int | None = None,
     tile_size: int | None = None,
     overlap: int = _RECEPTIVE_MARGIN,
+    smooth_z: float | None = None,
     progress: bool = True,
 ) -> np.ndarray:
     """Segment a tomogram with a trained network, slice by slice.
@@ -458,6 +459,12 @@ def apply_network(
         overlap-save FFT tiles (default 256).
     overlap : int, default 48
         Margin (pixels) each window keeps beyond its core; must exceed the receptive field.
+    smooth_z : float, optional
+        Gaussian σ in Å along Z applied to the output (:func:`smooth_along_z`; the slice
+        plane stays sharp), which joins what the network finds in some slices and loses in
+        the next. Default: the network's ``smooth_z_angstrom`` (40 Å for the U-Net, 0 for the
+        paper network). 0 gives the network's raw slice-by-slice output. A file output is
+        smoothed in place, block by block, before it is given its name.
     progress : bool, default True
         Show a tqdm bar over slices.
 
@@ -497,6 +504,13 @@ def apply_network(
     if engine not in _ENGINES:
         raise CryomlError(f"'engine' must be one of {', '.join(_ENGINES)}; got {engine!r}.")
     from cryoml.tomoseg._fft_device import OUTPUT_DTYPES, encode_output
+    from cryoml.tomoseg._smooth import _check_sigma, smooth_in_place
+
+    sigma_z = _smoothing_voxels(
+        segmenter.smooth_z_angstrom if smooth_z is None else _check_sigma(smooth_z),
+        voxel_size if voxel_size is not None else segmenter.voxel_size_,
+        segmenter.feature,
+    )
 
     if output_dtype not in OUTPUT_DTYPES:
         raise CryomlError(
@@ -698,6 +712,8 @@ def apply_network(
     if output is None:
         result = np.empty(volume.shape, out_dtype)
         run(result)
+        if sigma_z > 0:
+            smooth_in_place(result, sigma_z)
         return result
     import mrcfile
 
@@ -707,6 +723,9 @@ def apply_network(
     with atomic_path(output, overwrite=overwrite) as tmp:
         with mrcfile.new_mmap(tmp, shape=volume.shape, mrc_mode=mode, overwrite=True) as handle:
             run(handle.data.view(out_dtype))
+            if sigma_z > 0:
+                lo, hi, total, squares = smooth_in_place(handle.data.view(out_dtype), sigma_z)
+                stats.update(min=lo, max=hi, sum=total, sumsq=squares)
             if voxel_size is not None:
                 handle.voxel_size = float(voxel_size)
             count = float(volume.size)
@@ -720,6 +739,22 @@ def apply_network(
                 mark_unsigned_bytes(handle.header)
     logger.info("wrote %s", output)
     return mrcfile.mmap(Path(output), mode="r").data.view(out_dtype)
+
+
+def _smoothing_voxels(sigma_a: float, voxel_size: float | None, feature: str) -> float:
+    """σ along Z in voxels; 0, with a warning, when no voxel size is known to convert Å."""
+    if sigma_a <= 0:
+        return 0.0
+    if voxel_size is None or not float(voxel_size) > 0:
+        logger.warning(
+            "network %r: neither the tomogram nor the network has a voxel size, so the "
+            "%.0f Å smoothing along Z is skipped; pass voxel_size= (Å/voxel) to apply it, or "
+            "smooth_z=0 to silence this.",
+            feature,
+            sigma_a,
+        )
+        return 0.0
+    return float(sigma_a) / float(voxel_size)
 
 
 def apply_file(input_path, output_path, *, network, **options) -> dict:
