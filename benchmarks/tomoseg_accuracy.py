@@ -584,6 +584,9 @@ def run_seed(cells, settings, architecture, seed, out_dir: Path, rounds: int,
         start = time.perf_counter()
         result, labels = score_round(outputs_a, outputs_b, cell_a, cell_b, voxel)
         result["smooth_z"] = sigma
+        if round_ == 0:  # fits from new weights that collapsed and were trained again
+            result["restarts_used"] = {f: int(getattr(segmenters[f], "restarts_used_", 0))
+                                       for f in FEATURES}
         result["other_smoothing"] = {"smooth_z": other,
                                      **merged_dice(other_a, other_b, cell_a, cell_b)}
         del other_a, other_b

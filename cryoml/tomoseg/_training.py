@@ -116,6 +116,11 @@ class TomoSegmenter:
         Fraction of tiles held out to choose the best weights (0: keep the last weights).
     patience : int, optional
         Stop after this many epochs without a better validation loss.
+    restarts : int, default 2
+        When a fit from new weights ends with a network that gives the same output on the
+        painted feature as beside it (collapsed to a constant map, as the paper's SGD recipe
+        does from some initialisations), train again from new random weights, up to this
+        many times; a warning remains if every try collapsed.
     smooth_z : float, optional
         Gaussian σ in Å along Z applied to the output by :func:`apply_network`, which joins
         the pieces a slice-by-slice network finds in some slices and loses in the next (see
@@ -149,6 +154,8 @@ class TomoSegmenter:
         the default ``smooth_z`` at a quarter of it.
     interrupted_ : bool
         True when the last fit was stopped by KeyboardInterrupt.
+    restarts_used_ : int
+        Restarts from new weights the last fit needed (see ``restarts``).
 
     Examples
     --------
@@ -172,6 +179,7 @@ class TomoSegmenter:
         depth: int = 3,
         validation_fraction: float = 0.1,
         patience: int | None = None,
+        restarts: int = 2,
         smooth_z: float | None = None,
         random_state: int | np.random.Generator | None = None,
         progress: bool = True,
@@ -197,6 +205,9 @@ class TomoSegmenter:
         self.depth = depth
         self.validation_fraction = validation_fraction
         self.patience = patience
+        if int(restarts) != restarts or restarts < 0:
+            raise CryomlError(f"'restarts' must be a whole number >= 0; got {restarts!r}.")
+        self.restarts = int(restarts)
         self.smooth_z = None if smooth_z is None else _check_sigma(smooth_z)
         self.random_state = random_state
         self.progress = progress
@@ -324,18 +335,39 @@ class TomoSegmenter:
                 val_data = None
                 train_x, train_y = tiles, labels
 
-            if not continue_training:
-                self.model_ = self._build(training_set.n_channels, settings)
-                self.history_ = {"loss": [], "val_loss": [], "learning_rate": []}
-                self.voxel_size_ = training_set.voxel_size
-                self.preprocess_ = dict(training_set.preprocess)
-                self.n_neighbours_ = int(training_set.n_neighbours)
-            # Continuing keeps the optimizer (and its Adam moments) unless what it is built from
-            # changed: a fresh Adam on trained weights takes full learning-rate steps at once.
-            if not (continue_training
-                    and getattr(self, "_compiled_for", None) == _compile_key(settings)):
-                self._compile(settings)
-            self._run_fit(train_x, train_y, val_data, settings, callbacks, seed=rng)
+            for attempt in range(1 + (0 if continue_training else int(self.restarts))):
+                if not continue_training:
+                    self.model_ = self._build(training_set.n_channels, settings)
+                    self.history_ = {"loss": [], "val_loss": [], "learning_rate": []}
+                    self.voxel_size_ = training_set.voxel_size
+                    self.preprocess_ = dict(training_set.preprocess)
+                    self.n_neighbours_ = int(training_set.n_neighbours)
+                # Continuing keeps the optimizer (and its Adam moments) unless what it is built
+                # from changed: a fresh Adam on trained weights takes full learning-rate steps.
+                if not (continue_training
+                        and getattr(self, "_compiled_for", None) == _compile_key(settings)):
+                    self._compile(settings)
+                self._run_fit(train_x, train_y, val_data, settings, callbacks, seed=rng)
+                collapse = self._collapse_note(training_set)
+                self.restarts_used_ = attempt
+                if collapse is None or continue_training or self.interrupted_:
+                    break
+                if attempt < int(self.restarts):
+                    # The paper's SGD recipe sometimes falls into a constant map from one
+                    # initialisation and learns from another (benchmark: 1 seed in 3).
+                    logger.warning(
+                        "network %r %s: training again from new random weights (restart %d "
+                        "of %d).", self.feature, collapse, attempt + 1, int(self.restarts))
+            if collapse is not None:
+                warnings.warn(
+                    f"network {self.feature!r} {collapse}"
+                    + (f", also after {self.restarts_used_} restart(s) from new weights"
+                       if self.restarts_used_ else "")
+                    + ". Train again with another random_state, a lower learning rate or "
+                    "architecture='unet'.",
+                    CryomlWarning,
+                    stacklevel=2,
+                )
             self.feature_size_ = _painted_size(training_set)
             self.amplitude_ = self._amplitude(training_set)
             self.settings_ = settings
@@ -550,6 +582,25 @@ class TomoSegmenter:
             postfix=lambda logs, value: {"loss": f"{value:.3f}"}, callbacks=callbacks,
         )
 
+    def _collapse_note(self, training_set: TrainingSet) -> str | None:
+        """Why the network looks collapsed to a constant map on its own positive tiles (its
+        mean output on the painted feature within 10 % of that beside it), or None."""
+        positives = training_set.is_positive
+        output = self.predict_tiles(training_set.tiles[positives], scaled=False)
+        labels = self._labels_of(training_set)[positives]
+        if not labels.size or labels.max() <= 0:
+            return None
+        cut = _AMPLITUDE_LABEL if np.any(labels > _AMPLITUDE_LABEL) else 0.5 * labels.max()
+        feature, background = output[labels > cut], output[labels < 0.05]
+        if not (feature.size and background.size):
+            return None
+        on, off = float(feature.mean()), float(background.mean())
+        if on > 0 and on - off >= 0.1 * on:
+            return None
+        return (f"gives nearly the same output on the feature as beside it on its own training "
+                f"tiles (feature {on:.3g}, background {off:.3g}): it has collapsed to a "
+                "constant map")
+
     def _amplitude(self, training_set: TrainingSet) -> float:
         if self.architecture == "unet":
             return _UNET_THRESHOLD
@@ -559,19 +610,6 @@ class TomoSegmenter:
         cut = _AMPLITUDE_LABEL if np.any(labels > _AMPLITUDE_LABEL) else 0.5 * labels.max()
         values = output[labels > cut]
         amplitude = float(values.mean()) if values.size else 0.0
-        background = output[labels < 0.05]
-        if values.size and background.size and amplitude > 0 and (
-            amplitude - float(background.mean()) < 0.1 * amplitude
-        ):
-            warnings.warn(
-                f"network {self.feature!r} gives nearly the same output on the feature as "
-                f"beside it on its own training tiles (feature {amplitude:.3g}, background "
-                f"{float(background.mean()):.3g}): it has collapsed to a constant map. Train "
-                "again with another random_state, a lower learning rate or "
-                "architecture='unet'.",
-                CryomlWarning,
-                stacklevel=3,
-            )
         if not amplitude > 0:
             warnings.warn(
                 f"network {self.feature!r} outputs nothing positive on its own training "
@@ -638,6 +676,7 @@ class TomoSegmenter:
                 "depth": int(self.depth),
                 "validation_fraction": float(self.validation_fraction),
                 "patience": self.patience,
+                "restarts": int(self.restarts),
                 "smooth_z": self.smooth_z,
             },
             "history": self.history_,
@@ -694,6 +733,7 @@ class TomoSegmenter:
             depth=params.get("depth", 3),
             validation_fraction=params.get("validation_fraction", 0.1),
             patience=params.get("patience"),
+            restarts=params.get("restarts", 2),
             smooth_z=params.get("smooth_z"),
             progress=progress,
         )
