@@ -318,12 +318,15 @@ def tomoseg_files(results: dict, segmenter, size: int, n_slices: int,
 
 
 def subtomo(results: dict, quick: bool) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     import jax
     import keras
     import ml_dtypes
 
     from cryoml.subtomo._data import make_batches, standardize
     from cryoml.subtomo._training import (
+        _centred_half,
         _jitted_predict,
         _predict_pipelined,
         _standardising,
@@ -389,6 +392,11 @@ def subtomo(results: dict, quick: bool) -> None:
             # The library path: raw float32 shipped, standardised in the compiled call.
             return predict_batches(model, data, batch_size=batch)
 
+        def float32_feed_path(model=model, batches=new_batches):
+            # Session 13's library path: raw float32 shipped, standardised on the device.
+            return np.concatenate(list(_predict_pipelined(
+                _standardising(model), batches, range(n_batches), dtype=np.float32)))
+
         def old_path(model=model, batches=old_batches):
             # Session 7's path: standardised on the host, then the same pipelined feed.
             return np.concatenate(list(_predict_pipelined(model, batches, range(n_batches))))
@@ -402,6 +410,11 @@ def subtomo(results: dict, quick: bool) -> None:
         predict_batches(model, data[: 2 * batch], batch_size=batch)
         predict_batches(model, data[: 2 * batch], batch_size=batch, normalize=False)
         new, new_out = timed(new_path)
+        float32_feed, float32_out = timed(float32_feed_path)
+        with ThreadPoolExecutor(max(1, min(8, (os.cpu_count() or 2) - 2))) as helpers:
+            centre = t_loop(lambda: _centred_half(data[:batch], helpers), 3)  # noqa: B023
+        xh = np.zeros(x.shape, np.float16)
+        put16h = t_loop(lambda: jax.device_put(xh).block_until_ready(), 3)  # noqa: B023
         old_piped, old_out = timed(old_path)
         raw_path, _ = timed(raw_input_path)
         old_start = time.perf_counter()
@@ -414,6 +427,14 @@ def subtomo(results: dict, quick: bool) -> None:
             "device_with_standardisation_per_s": round(batch / device_std),
             "library_per_s": round(batch / new),
             "library_over_ceiling": round(device / new, 3),
+            "library_feed": "float16 less the first voxel" if precision == "bfloat16"
+            else "float32",
+            "library_float32_feed_per_s": round(batch / float32_feed),
+            "float32_feed_over_ceiling": round(device / float32_feed, 3),
+            "agreement_library_vs_float32_feed_max_abs": float(
+                np.abs(new_out - float32_out).max()),
+            "argmax_agreement_library_vs_float32_feed": float(
+                np.mean(new_out.argmax(1) == float32_out.argmax(1))),
             "library_old_host_standardised_pipelined_per_s": round(batch / old_piped),
             "old_over_ceiling": round(device / old_piped, 3),
             "library_raw_input_per_s": round(batch / raw_path),
@@ -430,6 +451,8 @@ def subtomo(results: dict, quick: bool) -> None:
                 "feed_new_read_raw": round(feed_new, 5),
                 "put_float32": round(put32, 4),
                 "put_bfloat16": round(put16, 4),
+                "put_float16": round(put16h, 4),
+                "centre_to_float16_host": round(centre, 4),
                 "cast_to_bfloat16_host": round(cast, 4),
             },
         }
