@@ -194,11 +194,11 @@ def standardize_layer(name: str = "standardize"):
     """A Keras layer doing :func:`standardize` (zero mean, unit s.d. per sample) in float32.
 
     Put in front of a network it moves the standardisation into the compiled call, on the
-    device: the host only reads raw volumes and ships them in float32 (raw values in
-    bfloat16 would lose the signal of data with an offset; the network's first layer casts
-    the standardised values to its compute dtype, as host-standardised ones were cast). The
-    mean is taken after subtracting each sample's first value, so a large offset costs no
-    float32 accuracy.
+    device: the host only reads raw volumes and ships them in float32, or for a bfloat16
+    network less each sample's first value in float16 (raw values in bfloat16 would lose the
+    signal of data with an offset; the network's first layer casts the standardised values to
+    its compute dtype, as host-standardised ones were cast). The mean is taken after
+    subtracting each sample's first value, so a large offset costs no float32 accuracy.
     """
     return _standardize_layer_class()(name=name, dtype="float32")
 
