@@ -160,8 +160,8 @@ print(len(trainset), "tiles,", int(trainset.is_positive.sum()), "positive")
 # **Stop** button reaches the kernel; stopping keeps the weights of the best epoch. The
 # U-Net's recipe is Adam at 1e-3 with a Dice + cross-entropy loss. In QUICK mode the network
 # starts from the shipped example (see the parameters) and trains on for 5 epochs in smaller
-# steps (3e-4; over four seeds the membrane Dice then ranged 0.77–0.80, and fine-tuning at
-# 1e-3 spread it more). `random_state` makes a run repeatable.
+# steps (3e-4; over four seeds the membrane Dice of section 8 then ranged 0.80–0.82, and
+# fine-tuning at 1e-3 spread it more). `random_state` makes a run repeatable.
 # **Pitfall** (paper network): its log-MSE loss can drive it to a constant map from some
 # starting weights (one seed in three in our full-size benchmark) — cryoml then trains again
 # from new weights, up to `restarts=2` times, and warns only if every try collapsed.
@@ -223,7 +223,7 @@ SliceViewer(membrane, overlays={"membrane (visible truth)": visible}, figsize=(5
 # (here on the output map), and train on with them as negatives. Headless, the boxes go on
 # the largest blobs of the output that lie away from any membrane (what a user would box).
 # A round removes false positives but can also make the network more cautious on true
-# membrane, so the Dice may move either way (over four seeds here it fell by 0.01–0.07); compare
+# membrane, so the Dice may move either way (over four seeds here it fell by 0.04–0.10); compare
 # the two maps and keep the better — `segmenter.weights_before_corrections_` holds the
 # weights from before (`segmenter.model_.set_weights(...)` restores them). Here the
 # simulation's truth stands in for the user's eye.
