@@ -168,3 +168,30 @@ def test_unet_training_and_corrections_from_the_command_line(tmp_path, capsys):
     assert loaded.architecture == "unet"
     out = loaded.predict(volume, voxel_size=10.0, progress=False)
     assert out.shape == volume.shape
+
+
+def test_smoothing_along_z_from_the_command_line(tmp_path):
+    rng = np.random.default_rng(2)
+    volume = rng.normal(size=(8, 80, 80)).astype(np.float32)
+    mask = np.zeros(volume.shape, np.uint8)
+    mask[:, 38:42, 8:72] = 1
+    volume[mask > 0] += 3
+    tomo = io.write_mrc(tmp_path / "tomo.mrc", volume, voxel_size=10.0)
+    masks = io.write_mrc(tmp_path / "mask.mrc", mask, voxel_size=10.0)
+    io.write_coordinates(tmp_path / "pos.csv", io.Particles(np.array([[4.0, 40, 40]])))
+    ts, net = tmp_path / "set.npz", tmp_path / "net.keras"
+    assert run("buildset", str(tomo), "--positives", str(tmp_path / "pos.csv"), "--masks",
+               str(masks), "--feature", "bar", "-o", str(ts), "--copies", "2") == 0
+    assert run("train", str(ts), "-o", str(net), "--architecture", "unet", "--epochs", "1",
+               "--filters", "4", "--smooth-z", "15") == 0
+    from cryoml.tomoseg import TomoSegmenter, smooth_along_z
+
+    assert TomoSegmenter.load(net, progress=False).smooth_z == 15.0
+    raw, default = tmp_path / "raw.mrc", tmp_path / "default.mrc"
+    assert run("apply", str(tomo), str(net), "-o", str(raw), "--smooth-z", "0") == 0
+    assert run("apply", str(tomo), str(net), "-o", str(default)) == 0
+    np.testing.assert_allclose(io.read_mrc(default).data,
+                               smooth_along_z(io.read_mrc(raw).data, 15.0, voxel_size=10.0),
+                               atol=1e-5)
+    with pytest.raises(CryomlError, match="smooth_z"):
+        run("apply", str(tomo), str(net), "-o", str(tmp_path / "bad.mrc"), "--smooth-z", "-1")
