@@ -625,7 +625,8 @@ def _centred_half(batch: np.ndarray, pool=None, parts: int = 8) -> np.ndarray | 
 
     def work(i) -> bool:
         a, b = bounds[i], bounds[i + 1]
-        np.subtract(batch[a:b], first[a:b], out=out[a:b], casting="unsafe")
+        with np.errstate(over="ignore", invalid="ignore"):  # inf is checked for below
+            np.subtract(batch[a:b], first[a:b], out=out[a:b], casting="unsafe")
         return bool(np.max(out[a:b].view(np.uint16) & np.uint16(0x7FFF)) < 0x7C00)
 
     pieces = range(len(bounds) - 1)

@@ -117,10 +117,10 @@ class TomoSegmenter:
     patience : int, optional
         Stop after this many epochs without a better validation loss.
     restarts : int, default 2
-        When a fit from new weights ends with a network that gives the same output on the
-        painted feature as beside it (collapsed to a constant map, as the paper's SGD recipe
-        does from some initialisations), train again from new random weights, up to this
-        many times; a warning remains if every try collapsed.
+        Paper architecture: when a fit from new weights ends with a network that gives the
+        same output on the painted feature as beside it (collapsed to a constant map, as the
+        paper's recipe does from some initialisations), train again from new random weights,
+        up to this many times; a warning remains if every try collapsed.
     smooth_z : float, optional
         Gaussian σ in Å along Z applied to the output by :func:`apply_network`, which joins
         the pieces a slice-by-slice network finds in some slices and loses in the next (see
@@ -348,7 +348,10 @@ class TomoSegmenter:
                         and getattr(self, "_compiled_for", None) == _compile_key(settings)):
                     self._compile(settings)
                 self._run_fit(train_x, train_y, val_data, settings, callbacks, seed=rng)
-                collapse = self._collapse_note(training_set)
+                # The U-Net's Dice + cross-entropy does not fall into a constant map; a check
+                # there would only flag short trainings (and restart them) as collapsed.
+                collapse = (self._collapse_note(training_set)
+                            if self.architecture == "paper" else None)
                 self.restarts_used_ = attempt
                 if collapse is None or continue_training or self.interrupted_:
                     break
