@@ -9,7 +9,6 @@ from cryoml._errors import CryomlError
 from cryoml.tomoseg import (
     TomoSegmenter,
     apply_network,
-    build_tomoseg_cnn,
     build_tomoseg_unet,
     build_training_set,
     dice_bce,
@@ -39,28 +38,14 @@ def test_rotated_copies_keep_the_fine_detail_of_the_tomogram():
         assert tile.std() > 0.85 * trainset.tiles[0].std()
 
 
-def _untrained(architecture: str) -> TomoSegmenter:
-    segmenter = TomoSegmenter(feature="x", architecture=architecture, n_filters=4, kernel_size=5,
-                              progress=False)
-    if architecture == "paper":
-        segmenter.model_ = build_tomoseg_cnn(n_filters=4, kernel_size=5)
-        segmenter.amplitude_ = 1.0
-    else:
-        segmenter.model_ = build_tomoseg_unet(base_filters=4)
-        segmenter.amplitude_ = 0.5
-    segmenter.voxel_size_, segmenter.n_neighbours_ = 10.0, 0
-    segmenter.preprocess_, segmenter.history_ = {}, {"loss": [], "val_loss": []}
-    return segmenter
-
-
 @pytest.mark.parametrize("architecture", ["paper", "unet"])
-def test_no_bright_frame_at_the_slice_border(architecture):
+def test_no_bright_frame_at_the_slice_border(architecture, untrained):
     # 'same' zero padding made the network see a dark frame around every slice and answer
     # with a bright (or dark) one; slices are now extended by reflection before the network.
     import keras
 
     keras.utils.set_random_seed(3)
-    segmenter = _untrained(architecture)
+    segmenter = untrained(architecture)
     weights = segmenter.model_.get_weights()
     segmenter.model_.set_weights([w + 0.05 if w.ndim == 1 else w for w in weights])
     rng = np.random.default_rng(0)
@@ -72,11 +57,11 @@ def test_no_bright_frame_at_the_slice_border(architecture):
     assert abs(border.mean() - interior.mean()) < 0.25 * interior.std() + 1e-6
 
 
-def test_unet_keeps_full_resolution_and_any_slice_size():
+def test_unet_keeps_full_resolution_and_any_slice_size(untrained):
     model = build_tomoseg_unet((None, None), base_filters=4)
     out = model.predict_on_batch(np.zeros((1, 64, 64, 1), np.float32))
     assert out.shape == (1, 64, 64, 1) and np.all((out >= 0) & (out <= 1))
-    segmenter = _untrained("unet")
+    segmenter = untrained("unet")
     volume = np.random.default_rng(0).standard_normal((3, 50, 70)).astype(np.float32)
     result = apply_network(volume, segmenter, voxel_size=10.0, progress=False)
     assert result.shape == volume.shape

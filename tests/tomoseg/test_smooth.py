@@ -12,28 +12,9 @@ from cryoml._errors import CryomlError
 from cryoml.tomoseg import (
     TomoSegmenter,
     apply_network,
-    build_tomoseg_cnn,
-    build_tomoseg_unet,
     smooth_along_z,
 )
 from cryoml.tomoseg._smooth import smooth_in_place
-
-
-def _untrained(architecture: str, **options) -> TomoSegmenter:
-    import keras
-
-    keras.utils.set_random_seed(1)
-    segmenter = TomoSegmenter(feature="x", architecture=architecture, n_filters=4,
-                              kernel_size=5, progress=False, **options)
-    if architecture == "paper":
-        segmenter.model_ = build_tomoseg_cnn(n_filters=4, kernel_size=5)
-        segmenter.amplitude_ = 1.0
-    else:
-        segmenter.model_ = build_tomoseg_unet(base_filters=4)
-        segmenter.amplitude_ = 0.5
-    segmenter.voxel_size_, segmenter.n_neighbours_ = 10.0, 0
-    segmenter.preprocess_, segmenter.history_ = {}, {"loss": [], "val_loss": []}
-    return segmenter
 
 
 def test_smoothing_joins_a_flickering_line_and_keeps_the_slice_plane_sharp():
@@ -78,11 +59,12 @@ def test_a_bad_sigma_is_refused_with_its_value(bad):
         TomoSegmenter(architecture="unet", smooth_z=bad)
 
 
-def test_the_unet_output_is_smoothed_by_default_and_the_paper_output_is_not(tmp_path):
+def test_the_unet_output_is_smoothed_by_default_and_the_paper_output_is_not(tmp_path,
+                                                                             untrained):
     rng = np.random.default_rng(0)
     volume = rng.standard_normal((10, 40, 40)).astype(np.float32)
-    unet = _untrained("unet")
-    assert unet.smooth_z_angstrom == 40.0 and _untrained("paper").smooth_z_angstrom == 0.0
+    unet = untrained("unet")
+    assert unet.smooth_z_angstrom == 40.0 and untrained("paper").smooth_z_angstrom == 0.0
     raw = apply_network(volume, unet, voxel_size=10.0, smooth_z=0, progress=False)
     default = apply_network(volume, unet, voxel_size=10.0, progress=False)
     np.testing.assert_allclose(default, smooth_along_z(raw, 40.0, voxel_size=10.0), atol=1e-6)
@@ -97,21 +79,21 @@ def test_the_unet_output_is_smoothed_by_default_and_the_paper_output_is_not(tmp_
     with mrcfile.open(tmp_path / "x.mrc") as handle:
         assert handle.header.dmax == pytest.approx(default.max(), rel=1e-5)
         assert handle.header.dmean == pytest.approx(default.mean(), rel=1e-4)
-    paper = _untrained("paper")
+    paper = untrained("paper")
     np.testing.assert_array_equal(
         apply_network(volume, paper, voxel_size=10.0, engine="keras", progress=False),
         apply_network(volume, paper, voxel_size=10.0, engine="keras", smooth_z=0,
                       progress=False))
 
 
-def test_the_network_keeps_its_smoothing_when_saved(tmp_path):
-    unet = _untrained("unet", smooth_z=25.0)
+def test_the_network_keeps_its_smoothing_when_saved(tmp_path, untrained):
+    unet = untrained("unet", smooth_z=25.0)
     loaded = TomoSegmenter.load(unet.save(tmp_path / "u.keras"), progress=False)
     assert loaded.smooth_z == 25.0 and loaded.smooth_z_angstrom == 25.0
 
 
-def test_without_any_voxel_size_the_smoothing_is_skipped_with_a_warning(caplog):
-    unet = _untrained("unet")
+def test_without_any_voxel_size_the_smoothing_is_skipped_with_a_warning(caplog, untrained):
+    unet = untrained("unet")
     unet.voxel_size_ = None
     volume = np.random.default_rng(1).standard_normal((6, 32, 32)).astype(np.float32)
     with caplog.at_level(logging.WARNING, logger="cryoml"):
