@@ -157,8 +157,33 @@ def tomoseg_device(results: dict, segmenter, size: int, quick: bool) -> None:
     }
     out["speedup_fft_over_fused_bfloat16"] = round(out["fused_bfloat16_s_per_slice"] / seconds, 2)
     out["speedup_fft_over_fused_float32"] = round(out["fused_float32_s_per_slice"] / seconds, 2)
+    out["library_in_memory"] = library_in_memory(segmenter, size, quick)
     results["tomoseg_device"] = out
     results["_fft_best"] = best
+
+
+def library_in_memory(segmenter, size: int, quick: bool) -> dict:
+    """``apply_network`` on slices in host memory with the ``device_fft`` engine: the default
+    batch (slices per network call, from ``default_gpu_pixels``) against one slice per call."""
+    from cryoml.tomoseg import apply_network
+    from cryoml.tomoseg._apply import _device_free_bytes, default_gpu_pixels
+
+    n = 2 if quick else 16
+    volume = np.random.default_rng(1).normal(size=(n, size, size)).astype(np.float32)
+    padded = (size + 2 * 48) ** 2
+    pixels = default_gpu_pixels("device_fft", False, _device_free_bytes())
+    out: dict = {"slices": n, "default_pixels": int(pixels),
+                 "default_slices_per_call": max(1, pixels // padded)}
+    for name, batch in (("default", None), ("one_slice_per_call", 1)):
+        def run(batch=batch):
+            return apply_network(volume, segmenter, voxel_size=segmenter.voxel_size_,
+                                 engine="device_fft", batch_size=batch, progress=False)
+        run()  # compile
+        start = time.perf_counter()
+        run()
+        out[f"{name}_s_per_slice"] = round((time.perf_counter() - start) / n, 4)
+        log("library in memory", name, out[f"{name}_s_per_slice"])
+    return out
 
 
 def _drop_file_cache(path) -> None:

@@ -129,7 +129,7 @@ def test_default_gpu_batch_shrinks_to_the_free_device_memory():
     from cryoml.tomoseg._apply import default_gpu_pixels
 
     # A large, idle GPU keeps the engines' defaults.
-    assert default_gpu_pixels("device_fft", False, 100 << 30) == 32 << 20
+    assert default_gpu_pixels("device_fft", False, 100 << 30) == 72 << 20
     assert default_gpu_pixels("fused", False, None) == 16 << 20
     assert default_gpu_pixels("keras", True, 100 << 30) == 2 << 20
     # 12 GB left (a process capped at 12 GB on a shared H200 ran out of memory at 32 Mi
