@@ -205,7 +205,11 @@ class TomoSegmenter:
         self.depth = depth
         self.validation_fraction = validation_fraction
         self.patience = patience
-        if int(restarts) != restarts or restarts < 0:
+        try:
+            whole = int(restarts) == restarts and restarts >= 0
+        except (TypeError, ValueError):
+            whole = False
+        if not whole:
             raise CryomlError(f"'restarts' must be a whole number >= 0; got {restarts!r}.")
         self.restarts = int(restarts)
         self.smooth_z = None if smooth_z is None else _check_sigma(smooth_z)

@@ -73,5 +73,6 @@ def test_a_network_that_collapses_every_time_warns_once_after_its_restarts(strip
     assert len([w for w in record if issubclass(w.category, CryomlWarning)]) == 1
     with pytest.warns(CryomlWarning, match=r"output \(test\)\. Train again"):
         _tiny(restarts=0).fit(stripe_set)
-    with pytest.raises(CryomlError, match="restarts"):
-        _tiny(restarts=-1)
+    for bad in (-1, 1.5, None, "two"):
+        with pytest.raises(CryomlError, match="restarts"):
+            _tiny(restarts=bad)
