@@ -20,15 +20,22 @@ def run(*argv: str) -> int:
     return cli.main(parser.parse_args(list(argv)))
 
 
-def test_the_whole_workflow_runs_from_the_command_line(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    volume = rng.normal(size=(8, 96, 96)).astype(np.float32)
+def _bar_tomogram(tmp_path, *, seed, shape, rows, cols, positive):
+    """A noisy volume with a bright bar (+3 s.d.), its mask and one positive box, as files."""
+    rng = np.random.default_rng(seed)
+    volume = rng.normal(size=shape).astype(np.float32)
     mask = np.zeros(volume.shape, np.uint8)
-    mask[:, 40:46, 10:60] = 1
+    mask[:, rows[0] : rows[1], cols[0] : cols[1]] = 1
     volume[mask > 0] += 3
     tomo = io.write_mrc(tmp_path / "tomo.mrc", volume, voxel_size=10.0)
     masks = io.write_mrc(tmp_path / "mask.mrc", mask, voxel_size=10.0)
-    io.write_coordinates(tmp_path / "pos.csv", io.Particles(np.array([[4.0, 43, 35]])))
+    io.write_coordinates(tmp_path / "pos.csv", io.Particles(np.array([positive])))
+    return volume, tomo, masks
+
+
+def test_the_whole_workflow_runs_from_the_command_line(tmp_path, capsys):
+    volume, tomo, masks = _bar_tomogram(tmp_path, seed=0, shape=(8, 96, 96), rows=(40, 46),
+                                        cols=(10, 60), positive=[4.0, 43, 35])
     io.write_coordinates(tmp_path / "neg.csv", io.Particles(np.array([[4.0, 62, 60]])))
     ts, net = tmp_path / "set.npz", tmp_path / "net.keras"
     assert (
@@ -141,14 +148,8 @@ def test_demo_runs_end_to_end_and_reports_figures(tmp_path):
 
 
 def test_unet_training_and_corrections_from_the_command_line(tmp_path, capsys):
-    rng = np.random.default_rng(1)
-    volume = rng.normal(size=(6, 96, 96)).astype(np.float32)
-    mask = np.zeros(volume.shape, np.uint8)
-    mask[:, 40:44, 10:60] = 1
-    volume[mask > 0] += 3
-    tomo = io.write_mrc(tmp_path / "tomo.mrc", volume, voxel_size=10.0)
-    masks = io.write_mrc(tmp_path / "mask.mrc", mask, voxel_size=10.0)
-    io.write_coordinates(tmp_path / "pos.csv", io.Particles(np.array([[3.0, 42, 35]])))
+    volume, tomo, masks = _bar_tomogram(tmp_path, seed=1, shape=(6, 96, 96), rows=(40, 44),
+                                        cols=(10, 60), positive=[3.0, 42, 35])
     io.write_coordinates(tmp_path / "neg.csv", io.Particles(np.array([[3.0, 62, 62]])))
     io.write_coordinates(tmp_path / "fp.csv", io.Particles(np.array([[1.0, 64, 64]])))
     ts, net, fixed = tmp_path / "set.npz", tmp_path / "net.keras", tmp_path / "fixed.keras"
@@ -171,14 +172,8 @@ def test_unet_training_and_corrections_from_the_command_line(tmp_path, capsys):
 
 
 def test_smoothing_along_z_from_the_command_line(tmp_path):
-    rng = np.random.default_rng(2)
-    volume = rng.normal(size=(8, 80, 80)).astype(np.float32)
-    mask = np.zeros(volume.shape, np.uint8)
-    mask[:, 38:42, 8:72] = 1
-    volume[mask > 0] += 3
-    tomo = io.write_mrc(tmp_path / "tomo.mrc", volume, voxel_size=10.0)
-    masks = io.write_mrc(tmp_path / "mask.mrc", mask, voxel_size=10.0)
-    io.write_coordinates(tmp_path / "pos.csv", io.Particles(np.array([[4.0, 40, 40]])))
+    _, tomo, masks = _bar_tomogram(tmp_path, seed=2, shape=(8, 80, 80), rows=(38, 42),
+                                   cols=(8, 72), positive=[4.0, 40, 40])
     ts, net = tmp_path / "set.npz", tmp_path / "net.keras"
     assert run("buildset", str(tomo), "--positives", str(tmp_path / "pos.csv"), "--masks",
                str(masks), "--feature", "bar", "-o", str(ts), "--copies", "2") == 0
