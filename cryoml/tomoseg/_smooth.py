@@ -40,8 +40,9 @@ def smooth_along_z(volume, smooth_z: float, *, voxel_size: float = 1.0) -> np.nd
     Parameters
     ----------
     volume : (Z, Y, X) array_like
-        Output of :func:`~cryoml.tomoseg.apply_network` (any dtype; a memory map is read
-        block by block).
+        Output of :func:`~cryoml.tomoseg.apply_network` (any dtype). The result is a new
+        array in memory; :func:`~cryoml.tomoseg.apply_network` smooths a file output in
+        place instead.
     smooth_z : float
         Standard deviation of the Gaussian in Å (in voxels when ``voxel_size`` is 1). 0
         returns a float32 copy.
