@@ -29,5 +29,7 @@ from .models import PRESETS as PRESETS
 from .models import DeepEMArchitecture as DeepEMArchitecture
 from .models import build_deepem_cnn as build_deepem_cnn
 from .models import build_deepem_dense as build_deepem_dense
+from .models import build_wide_cnn as build_wide_cnn
+from .models import build_wide_dense as build_wide_dense
 from .models import feature_map_sizes as feature_map_sizes
 from .models import preset_for_box as preset_for_box

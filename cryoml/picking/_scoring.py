@@ -126,7 +126,8 @@ def raster_score_map(
     Parameters
     ----------
     model : keras.Model
-        A DeepEM classifier (:func:`cryoml.picking.build_deepem_cnn`).
+        A DeepEM classifier (:func:`cryoml.picking.build_deepem_cnn` or
+        :func:`cryoml.picking.build_wide_cnn`).
     micrograph : (Y, X) ndarray
         The micrograph.
     step : int, default 20
@@ -241,8 +242,15 @@ class _DenseParameters:
     @classmethod
     def stride_of(cls, model) -> int:
         """Grid step of the dense score map: the product of the three pools."""
+        from cryoml.picking.models import is_wide
+
+        if is_wide(model):
+            return _WideParameters.stride_of(model)
         _, s2, _, s4, _, s6, _, _ = cls.layers(model)
         return int(np.prod([layer.pool_size[0] for layer in (s2, s4, s6)]))
+
+    def forward(self, images):
+        return _dense_forward(images, self)
 
     def __init__(self, model):
         c1, s2, c3, s4, c5, s6, head, s6_shape = self.layers(model)
@@ -261,6 +269,36 @@ class _DenseParameters:
         kernel, bias = (np.asarray(v, dtype=np.float32) for v in head.get_weights())
         self.wh = kernel.reshape(height, width, channels, 1)
         self.bh = bias
+
+
+class _WideParameters:
+    """The wide network's fully convolutional form, for the dense scorer.
+
+    Its first convolution has many maps, so the polyphase rewrite of the paper's network
+    would not pay; the layers run as they are.
+    """
+
+    @staticmethod
+    def stride_of(model) -> int:
+        return int(np.prod([model.get_layer(n).pool_size[0] for n in ("S2", "S4", "S6")]))
+
+    def __init__(self, model):
+        from cryoml.picking.models import build_wide_dense
+
+        self.box_size = _box_size(model)
+        self.stride = self.stride_of(model)
+        self.dense = build_wide_dense(model)
+
+    def forward(self, images):
+        from keras import ops
+
+        return self.dense(ops.expand_dims(images, -1), training=False)[..., 0]
+
+
+def _parameters_for(model):
+    from cryoml.picking.models import is_wide
+
+    return _WideParameters(model) if is_wide(model) else _DenseParameters(model)
 
 
 def _dense_forward(images, params: _DenseParameters):
@@ -293,7 +331,7 @@ def _dense_forward(images, params: _DenseParameters):
     return x[..., 0]
 
 
-def _rotation_averaged_scores(image, params: _DenseParameters, rotations: bool):
+def _rotation_averaged_scores(image, params, rotations: bool):
     """Mean over k of rot90(score(rot90(image, k)), -k), for a (1, H, W) tensor.
 
     Rotations by 0° and 180° (and by 90° and 270°) have the same shape and run as one batch.
@@ -310,9 +348,9 @@ def _rotation_averaged_scores(image, params: _DenseParameters, rotations: bool):
         return ops.flip(x, 1 if k == 1 else 2)
 
     if not rotations:
-        return _dense_forward(image, params)
-    upright = _dense_forward(ops.concatenate([image, turn(image, 2)], axis=0), params)
-    sideways = _dense_forward(ops.concatenate([turn(image, 1), turn(image, 3)], axis=0), params)
+        return params.forward(image)
+    upright = params.forward(ops.concatenate([image, turn(image, 2)], axis=0))
+    sideways = params.forward(ops.concatenate([turn(image, 1), turn(image, 3)], axis=0))
     total = upright[:1] + turn(upright[1:], 2) + turn(sideways[:1], 3) + turn(sideways[1:], 1)
     return total / 4.0
 
@@ -329,7 +367,7 @@ def _compiled_scorer(model, shape: tuple[int, int], rotations: bool):
     from cryoml._model_cache import cached_on, weights_fingerprint
 
     def build():
-        params = _DenseParameters(model)
+        params = _parameters_for(model)
 
         class DenseScorer(keras.layers.Layer):
             def call(self, image):
@@ -373,7 +411,8 @@ def dense_score_map(
     Parameters
     ----------
     model : keras.Model
-        A DeepEM classifier (:func:`cryoml.picking.build_deepem_cnn`).
+        A DeepEM classifier (:func:`cryoml.picking.build_deepem_cnn` or
+        :func:`cryoml.picking.build_wide_cnn`).
     micrograph : (Y, X) ndarray
         The micrograph.
     rotations : bool, default True

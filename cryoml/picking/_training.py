@@ -189,8 +189,24 @@ class ParticlePicker(_PickingMixin):
         Network of the paper's Table 1 (sets the box size, kernels and pools).
     kernels, pools : tuple of 3 int, optional
         Override the network design; default :func:`cryoml.picking.preset_for_box`.
-    maps : tuple of 3 int, default (6, 12, 12)
-        Feature maps of C1, C3, C5.
+    maps : tuple of 3 int, optional
+        Feature maps of C1, C3, C5; default (6, 12, 12), the paper's, or (16, 32, 32) for
+        the wide network.
+    architecture : {"paper", "wide"}, default "paper"
+        ``"paper"``: DeepEM's network exactly (:func:`cryoml.picking.build_deepem_cnn`).
+        ``"wide"``: the same kernels and pools with wider maps, batch normalisation, ReLU and a
+        hidden layer (:func:`cryoml.picking.build_wide_cnn`); not the paper's.
+    training : {"boxes", "micrographs"}, default "boxes"
+        ``"boxes"``: the paper's training on positive and negative boxes. ``"micrographs"``:
+        on random crops of the whole training micrographs, every box in them an example
+        (see :mod:`cryoml.picking._micrograph_training`); every particle in the training
+        micrographs must then be labelled, and ``negatives`` are not used. On the simulated
+        KLH set at SNR 0.01, the wide network trained on micrographs picked with AP 0.70
+        where the paper's network on boxes reached 0.34 (0.57 with hard-negative mining).
+    micrograph_batch : int, default 16
+        Crops per batch with ``training="micrographs"`` (each crop holds up to 12 × 12
+        boxes); one epoch is enough batches to cover the training micrographs once, at
+        least 50.
     recipe : {"modern", "paper"}, default "modern"
         Loss and optimiser (see :data:`RECIPES`).
     epochs : int, default 20
@@ -271,7 +287,8 @@ class ParticlePicker(_PickingMixin):
     calibration_ : dict or None
         Threshold, precision, recall and F-beta on the calibration set.
     training_boxes_ : (N, box, box) ndarray, training_labels_ : (N,) ndarray
-        Un-rotated boxes trained on (including held-out ones), kept for recursive training.
+        Un-rotated boxes trained on (including held-out ones), kept for recursive training;
+        None with ``training="micrographs"``.
     pixel_size_ : float or None
         Pixel size (Å) of the training micrographs when known.
     """
@@ -283,7 +300,10 @@ class ParticlePicker(_PickingMixin):
         preset: str | None = None,
         kernels: tuple[int, int, int] | None = None,
         pools: tuple[int, int, int] | None = None,
-        maps: tuple[int, int, int] = (6, 12, 12),
+        maps: tuple[int, int, int] | None = None,
+        architecture: str = "paper",
+        training: str = "boxes",
+        micrograph_batch: int = 16,
         recipe: str = "modern",
         epochs: int = 20,
         batch_size: int = 50,
@@ -309,6 +329,9 @@ class ParticlePicker(_PickingMixin):
         self.kernels = kernels
         self.pools = pools
         self.maps = maps
+        self.architecture = architecture
+        self.training = training
+        self.micrograph_batch = micrograph_batch
         self.recipe = recipe
         self.epochs = epochs
         self.batch_size = batch_size
@@ -350,8 +373,21 @@ class ParticlePicker(_PickingMixin):
         else:
             base = preset_for_box(self.box_size)
         architecture = _resolve(
-            base.box_size, self.kernels or base.kernels, self.pools or base.pools, self.maps
+            base.box_size,
+            self.kernels or base.kernels,
+            self.pools or base.pools,
+            self.maps,
+            self.architecture,
         )
+        if self.training not in ("boxes", "micrographs"):
+            raise CryomlError(
+                f"'training' must be 'boxes' or 'micrographs'; got {self.training!r}."
+            )
+        if self.training == "micrographs" and self.hard_negative_rounds:
+            raise CryomlError(
+                "hard_negative_rounds applies to training='boxes'; training='micrographs' "
+                "already teaches every unlabelled place of the micrographs as background."
+            )
         if self.recipe not in RECIPES:
             raise CryomlError(f"unknown recipe {self.recipe!r}; choose 'modern' or 'paper'.")
         if self.augment not in AUGMENTATIONS:
@@ -367,7 +403,7 @@ class ParticlePicker(_PickingMixin):
             )
         if self.scorer not in ("dense", "raster"):
             raise CryomlError(f"'scorer' must be 'dense' or 'raster'; got {self.scorer!r}.")
-        for name in ("epochs", "batch_size", "raster_step", "dense_step"):
+        for name in ("epochs", "batch_size", "raster_step", "dense_step", "micrograph_batch"):
             value = getattr(self, name)
             if value is None and name == "dense_step":
                 continue
@@ -466,6 +502,16 @@ class ParticlePicker(_PickingMixin):
         rng = check_random_state(self.random_state)
         self._rng = rng
         micrographs, particles = self._lists(micrographs, particles, "particles")
+        if self.training == "micrographs":
+            if negatives is not None:
+                raise CryomlError(
+                    "training='micrographs' takes no negatives: every place of the training "
+                    "micrographs farther than half a diameter from a labelled particle is "
+                    "background. Drop 'negatives', or use training='boxes'."
+                )
+            self._fit_micrographs(micrographs, particles, rng, callbacks=callbacks)
+            self.hard_negative_counts_ = []
+            return self
         if negatives is not None:
             _, negatives = self._lists(micrographs, negatives, "negatives")
         boxes, labels, groups, copies, pixel_size = self._collect(
@@ -521,6 +567,7 @@ class ParticlePicker(_PickingMixin):
             With ``hard_negative_counts_`` (boxes added per round).
         """
         self._check_fitted()
+        self._check_box_trained("mine_hard_negatives")
         micrographs, particles = self._lists(micrographs, particles, "particles")
         if negatives is not None:
             _, negatives = self._lists(micrographs, negatives, "negatives")
@@ -542,6 +589,127 @@ class ParticlePicker(_PickingMixin):
             )
         self.hard_negative_counts_ = counts
         return self
+
+    def _check_box_trained(self, method: str) -> None:
+        if self.training == "boxes" and getattr(self, "training_boxes_", None) is None:
+            raise CryomlError(
+                f"{method} continues training on the boxes this picker was trained on, and "
+                "a loaded picker does not keep them: train it again with fit()."
+            )
+        if self.training == "micrographs":
+            raise CryomlError(
+                f"{method} continues training on boxes, and this picker was trained on whole "
+                "micrographs (training='micrographs'). Correct the particle lists and call "
+                "fit() again on the micrographs, or train with training='boxes'."
+            )
+
+    def _fit_micrographs(self, micrographs, particles, rng, *, callbacks=None) -> None:
+        """Train the network's fully convolutional form on crops of whole micrographs."""
+        from cryoml.picking import _micrograph_training as crops
+        from cryoml.picking.models import build_deepem_dense, build_wide_dense
+
+        arch = self.architecture_
+        box, stride, diameter = arch.box_size, arch.stride, self.diameter
+        images, centres, pixel_sizes = [], [], set()
+        for index, (micrograph, positive) in enumerate(zip(micrographs, particles, strict=True)):
+            data, pixel_size = _as_image(micrograph, f"micrographs[{index}]")
+            if pixel_size is not None:
+                pixel_sizes.add(round(float(pixel_size), 4))
+            images.append(normalise_micrograph(data))
+            centres.append(_as_centres(positive, f"particles[{index}]"))
+        if len(pixel_sizes) > 1:
+            raise CryomlError(
+                f"training micrographs have different pixel sizes {sorted(pixel_sizes)} Å; "
+                "resample them to one pixel size first."
+            )
+        self.pixel_size_ = pixel_sizes.pop() if pixel_sizes else None
+        # Held out: a share of the particles and as many background places, each with no
+        # loss within half a diameter, so that the accuracy check sees boxes not trained on.
+        train, held_pos, held_neg, ignored = [], [], [], []
+        for image, points in zip(images, centres, strict=True):
+            hold = rng.random(len(points)) < self.validation_fraction
+            background = sample_negatives(
+                image.shape, points, int(hold.sum()), box_size=box, min_distance=diameter,
+                random_state=rng,
+            ) if hold.any() else np.empty((0, 2))
+            train.append(points[~hold])
+            held_pos.append(extract_boxes(image, points[hold], box)[0])
+            held_neg.append(extract_boxes(image, background, box)[0])
+            ignored.append(np.concatenate([points[hold], background]))
+        positives = np.concatenate(
+            [extract_boxes(image, points, box)[0] for image, points in zip(images, train,
+                                                                          strict=True)])
+        if len(positives) == 0:
+            raise CryomlError(
+                f"no labelled particle lies a half box ({box // 2} px) inside its micrograph; "
+                "check that the coordinates belong to these micrographs (pixel size, binning, "
+                "x/y order) and the box size."
+            )
+        self.sd_band_ = (
+            estimate_sd_band(positives.reshape(len(positives), -1).std(axis=1),
+                             quantiles=self.sd_quantiles)
+            if self.sd_quantiles is not None else None
+        )
+        batch = int(self.micrograph_batch)
+        grid = crops.crop_grid([image.shape for image in images], box, stride)
+        steps = crops.steps_per_epoch([image.shape for image in images], grid, stride, batch)
+        dataset = crops.make_crop_dataset(
+            images, train, ignored, box=box, stride=stride, diameter=diameter, batch=batch,
+            steps=steps, rng=rng,
+        )
+        import keras
+
+        with keras_seed(int(rng.integers(2**31 - 1))):
+            self.model_ = self._build_classifier()
+            if arch.network == "wide":
+                dense = build_wide_dense(self.model_)
+            else:
+                dense = build_deepem_dense(self.model_)
+            rate = self.learning_rate or RECIPES[self.recipe]["learning_rate"]
+            optimizer = (keras.optimizers.SGD(learning_rate=rate) if self.recipe == "paper"
+                         else keras.optimizers.Adam(learning_rate=rate))
+            dense.compile(optimizer=optimizer, loss=crops.balanced_loss(self.recipe))
+            epochs = int(self.epochs)
+            progress = _ProgressCallback(epochs, self.progress)
+            try:
+                history = dense.fit(dataset, epochs=epochs, verbose=0,
+                                    callbacks=[progress, *(callbacks or [])])
+                self.history_ = {k: [float(v) for v in vals]
+                                 for k, vals in history.history.items()}
+            except KeyboardInterrupt:
+                log.warning("training interrupted after %d epochs; the model keeps the "
+                            "weights so far", progress.done)
+                self.history_ = progress.history
+            if arch.network == "paper":
+                # build_deepem_dense copies the output layer into a convolution: copy back.
+                kernel, bias = dense.get_layer("output_conv").get_weights()
+                self.model_.get_layer("output").set_weights(
+                    [kernel.reshape(-1, 1), bias])
+        self.training_boxes_ = None
+        self.training_labels_ = None
+        held_pos, held_neg = np.concatenate(held_pos), np.concatenate(held_neg)
+        self.hard_negative_accuracy_ = float("nan")
+        if len(held_pos) and len(held_neg):
+            labels = np.concatenate([np.ones(len(held_pos)), np.zeros(len(held_neg))])
+            boxes = np.concatenate([held_pos, held_neg])
+            scores = self._predict(_rotations(boxes)[..., None])
+            right = (scores >= 0.5) == (np.tile(labels, 4) == 1)
+            self.validation_accuracy_ = float(
+                np.mean([right[np.tile(labels, 4) == c].mean() for c in (0, 1)]))
+            log.info("held-out accuracy at 0.5: %.3f", self.validation_accuracy_)
+            self._warn_if_at_chance(np.tile(labels, 4))
+        else:
+            self.validation_accuracy_ = float("nan")
+        if not hasattr(self, "threshold_"):
+            self.threshold_ = 0.5
+            self.calibration_ = None
+
+    def _build_classifier(self):
+        from cryoml.picking.models import build_deepem_cnn, build_wide_cnn
+
+        arch = self.architecture_
+        build = build_wide_cnn if arch.network == "wide" else build_deepem_cnn
+        return build(arch.box_size, kernels=arch.kernels, pools=arch.pools, maps=arch.maps)
 
     def _hard_negatives(self, micrographs, particles, negatives) -> np.ndarray:
         """Boxes of the picks above 0.5 on the training micrographs that match no particle."""
@@ -775,14 +943,9 @@ class ParticlePicker(_PickingMixin):
         self, boxes, labels, rng, *, warm_start: bool, callbacks=None, epochs=None, groups=None
     ):
 
-        from cryoml.picking.models import build_deepem_cnn
-
         with keras_seed(int(rng.integers(2**31 - 1))):
-            arch = self.architecture_
             if not (warm_start and hasattr(self, "model_")):
-                self.model_ = build_deepem_cnn(
-                    arch.box_size, kernels=arch.kernels, pools=arch.pools, maps=arch.maps
-                )
+                self.model_ = self._build_classifier()
             self._compile(self.model_)
             validation = self._split(labels, rng, groups)
             augment = getattr(self, "augment", "rotations")
@@ -909,6 +1072,7 @@ class ParticlePicker(_PickingMixin):
         self
         """
         self._check_fitted()
+        self._check_box_trained("refit_recursive")
         micrographs, true_picks = self._lists(micrographs, true_picks, "true_picks")
         _, false_picks = self._lists(micrographs, false_picks, "false_picks")
         box = self.architecture_.box_size
@@ -1072,7 +1236,8 @@ class ParticlePicker(_PickingMixin):
         )
         arch = state["architecture"]
         picker.architecture_ = DeepEMArchitecture(
-            arch["box_size"], tuple(arch["kernels"]), tuple(arch["pools"]), tuple(arch["maps"])
+            arch["box_size"], tuple(arch["kernels"]), tuple(arch["pools"]), tuple(arch["maps"]),
+            arch.get("network", "paper"),
         )
         picker.threshold_ = float(state["threshold"])
         picker.sd_band_ = tuple(state["sd_band"]) if state["sd_band"] is not None else None

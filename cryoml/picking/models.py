@@ -17,6 +17,12 @@ inflammasome  112   15, 10, 7   2,2,2  98 / 49 / 40 / 20 / 14 / 7
 
 KLH and 19S kernels and pools are those of the original Matlab code; 26S and inflammasome are
 derived from Table 1's sizes. :func:`preset_for_box` makes a similar design for any box size.
+
+:func:`build_wide_cnn` is a modern variant of the same design, not the paper's: the same
+kernels and pools, wider maps (16, 32, 32), batch normalisation and ReLU in place of sigmoids,
+and a 64-unit hidden layer before the output. It is fully convolutional, so
+:func:`build_wide_dense` runs it over whole micrographs (for training on them and for dense
+scoring) with the same weights.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ __all__ = [
     "DeepEMArchitecture",
     "build_deepem_cnn",
     "build_deepem_dense",
+    "build_wide_cnn",
+    "build_wide_dense",
     "feature_map_sizes",
     "preset_for_box",
 ]
@@ -43,6 +51,7 @@ class DeepEMArchitecture:
     kernels: tuple[int, int, int]
     pools: tuple[int, int, int]
     maps: tuple[int, int, int] = (6, 12, 12)
+    network: str = "paper"
 
     @property
     def stride(self) -> int:
@@ -56,6 +65,7 @@ class DeepEMArchitecture:
             "kernels": list(self.kernels),
             "pools": list(self.pools),
             "maps": list(self.maps),
+            "network": self.network,
         }
 
 
@@ -154,15 +164,28 @@ def preset_for_box(box_size: int) -> DeepEMArchitecture:
     return DeepEMArchitecture(box_size, kernels, pools)
 
 
-def _resolve(box_size, kernels, pools, maps) -> DeepEMArchitecture:
+#: Feature maps of C1, C3, C5 per network when none are given.
+DEFAULT_MAPS = {"paper": (6, 12, 12), "wide": (16, 32, 32)}
+
+#: Units of the wide network's hidden layer.
+WIDE_HIDDEN_UNITS = 64
+
+
+def _resolve(box_size, kernels, pools, maps, network: str = "paper") -> DeepEMArchitecture:
     if int(box_size) != box_size or box_size < 4:
         raise CryomlError(f"'box_size' must be a whole number of pixels >= 4; got {box_size!r}.")
+    if network not in DEFAULT_MAPS:
+        raise CryomlError(
+            f"unknown architecture {network!r}; choose one of {sorted(DEFAULT_MAPS)}."
+        )
+    maps = DEFAULT_MAPS[network] if maps is None else maps
     _check_triple(maps, "maps")
     architecture = DeepEMArchitecture(
         int(box_size),
         tuple(int(k) for k in kernels),
         tuple(int(p) for p in pools),
         tuple(int(m) for m in maps),
+        network,
     )
     feature_map_sizes(architecture.box_size, kernels=architecture.kernels, pools=architecture.pools)
     return architecture
@@ -262,3 +285,109 @@ def build_deepem_dense(model):
     kernel, bias = dense.get_weights()
     head.set_weights([kernel.reshape(height, width, channels, 1), bias])
     return keras.Model(inputs, outputs, name=model.name + "_dense")
+
+
+def _wide_layers(architecture: DeepEMArchitecture) -> list:
+    import keras
+
+    layers = []
+    for index, (kernel, pool, n_maps) in enumerate(
+        zip(architecture.kernels, architecture.pools, architecture.maps, strict=True)
+    ):
+        number = 2 * index + 1
+        layers += [
+            keras.layers.Conv2D(n_maps, kernel, use_bias=False, name=f"C{number}"),
+            keras.layers.BatchNormalization(name=f"BN{number}"),
+            keras.layers.ReLU(name=f"R{number}"),
+            keras.layers.AveragePooling2D(pool, name=f"S{number + 1}"),
+        ]
+    sizes = feature_map_sizes(
+        architecture.box_size, kernels=architecture.kernels, pools=architecture.pools
+    )
+    layers += [
+        keras.layers.Conv2D(WIDE_HIDDEN_UNITS, sizes[-1], activation="relu", name="hidden"),
+        keras.layers.Conv2D(1, 1, activation="sigmoid", name="output"),
+    ]
+    return layers
+
+
+def build_wide_cnn(
+    box_size: int,
+    *,
+    kernels: tuple[int, int, int],
+    pools: tuple[int, int, int],
+    maps: tuple[int, int, int] = DEFAULT_MAPS["wide"],
+):
+    """Build the (uncompiled) wide variant of the DeepEM classifier.
+
+    Three "valid" convolutions with the given kernels, each followed by batch normalisation,
+    ReLU and mean pooling, then a convolution over the whole last map into 64 ReLU units (a
+    fully connected layer written as a convolution) and a 1 × 1 sigmoid output. Not the
+    paper's network: on the simulated KLH set at SNR 0.01, trained on whole micrographs, it
+    picked with AP 0.70 where the paper's network reached 0.59 (``benchmarks/RESULTS.md``).
+
+    Parameters
+    ----------
+    box_size : int
+        Edge of the input box in pixels.
+    kernels, pools : tuple of 3 int
+        As for :func:`build_deepem_cnn` (:func:`preset_for_box` gives a design for any box).
+    maps : tuple of 3 int, default (16, 32, 32)
+
+    Returns
+    -------
+    keras.Model
+        Input (batch, box, box, 1); output (batch, 1), the sigmoid particle score.
+
+    Raises
+    ------
+    CryomlError
+        If the kernels and pools do not fit the box.
+    """
+    import keras
+
+    architecture = _resolve(box_size, kernels, pools, maps, "wide")
+    inputs = keras.Input((architecture.box_size, architecture.box_size, 1), name="box")
+    x = inputs
+    for layer in _wide_layers(architecture):
+        x = layer(x)
+    outputs = keras.layers.Reshape((1,), name="score")(x)
+    return keras.Model(inputs, outputs, name=f"wide_{architecture.box_size}")
+
+
+def build_wide_dense(model):
+    """The fully convolutional form of a wide classifier, sharing its layers (and weights).
+
+    Maps (batch, H, W, 1) micrographs to (batch, h, w, 1) score maps whose pixel (i, j) is
+    the classifier's score for the box with top-left corner (i · stride, j · stride). Training
+    it trains the classifier.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Built by :func:`build_wide_cnn`.
+
+    Returns
+    -------
+    keras.Model
+    """
+    import keras
+
+    try:
+        names = [layer.name for layer in model.layers]
+        start, stop = names.index("C1"), names.index("output")
+    except ValueError:
+        raise CryomlError(
+            "build_wide_dense needs a model made by build_wide_cnn (layers C1…S6, hidden, "
+            "output)."
+        ) from None
+    inputs = keras.Input((None, None, 1), name="micrograph")
+    x = inputs
+    for layer in model.layers[start : stop + 1]:
+        x = layer(x)
+    return keras.Model(inputs, x, name=model.name + "_dense")
+
+
+def is_wide(model) -> bool:
+    """Whether a classifier was built by :func:`build_wide_cnn`."""
+    return any(layer.name == "hidden" for layer in model.layers)
